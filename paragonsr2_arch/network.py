@@ -1,0 +1,165 @@
+"""The ParagonSR2 network (dual path: fixed base upsampler + learned LR-space residual)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+import torch
+from torch import nn
+
+from .base_upsampler import MagicKernelSharp2021
+from .blocks import BLOCK_TYPES, ResidualGroup
+
+SUPPORTED_SCALES = (1, 2, 3, 4, 8)
+VARIANTS = ("realtime", "stream", "photo", "pro")
+
+
+@dataclass(frozen=True)
+class ParagonSR2Config:
+    """Everything needed to build a ParagonSR2 network; also what detection recovers."""
+
+    variant: str
+    scale: int
+    num_feat: int
+    num_groups: int
+    num_blocks: int
+    hidden: int
+    attention: bool
+    window_size: int
+    detail_gain: float
+    upsampler_alpha: float
+    in_chans: int = 3
+    num_heads: int = 4
+    # Pro only: squeeze-excitation width and token-dictionary sizes (detected from shapes).
+    ca_reduced: int | None = None
+    num_tokens: int = 64
+    token_reduced: int = 16
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+_FACTORY = {
+    # variant: (C, groups, blocks, attention, window, detail_gain, upsampler_alpha)
+    "realtime": (16, 1, 3, False, 16, 0.05, 0.3),
+    "stream": (32, 2, 3, False, 16, 0.1, 0.0),
+    "photo": (64, 4, 4, True, 16, 0.1, 0.4),
+    "pro": (64, 6, 6, True, 16, 0.1, 0.4),
+}
+
+
+def factory_config(variant: str, scale: int, **overrides) -> ParagonSR2Config:
+    if variant not in _FACTORY:
+        raise ValueError(f"unknown ParagonSR2 variant {variant!r}; expected one of {', '.join(VARIANTS)}")
+    if not isinstance(scale, int) or scale < 1:
+        raise ValueError(f"scale must be a positive integer, got {scale!r}")
+    c, groups, blocks, attention, window, gain, alpha = _FACTORY[variant]
+    cfg = ParagonSR2Config(
+        variant=variant, scale=scale, num_feat=c, num_groups=groups, num_blocks=blocks,
+        hidden=2 * c, attention=attention, window_size=window, detail_gain=gain,
+        upsampler_alpha=alpha,
+    )
+    if "num_feat" in overrides and "hidden" not in overrides:
+        overrides["hidden"] = 2 * overrides["num_feat"]
+    unknown = set(overrides) - set(cfg.as_dict())
+    if unknown:
+        raise TypeError(f"unknown ParagonSR2 option(s): {', '.join(sorted(unknown))}")
+    return replace(cfg, **overrides)
+
+
+class ParagonSR2(nn.Module):
+    """``forward(x, feature_tap=False, prev_feat=None, alpha=0.2)`` as in the spec.
+
+    Attributes for callers: ``config``, ``variant``, ``scale``, ``num_feat``,
+    ``upsampler_alpha`` (settable; it only changes the base path).
+    """
+
+    def __init__(self, config: ParagonSR2Config):
+        super().__init__()
+        self.config = config
+        c = config.num_feat
+        # Registration order mirrors the upstream state dict.
+        self.detail_gain = nn.Parameter(torch.tensor(float(config.detail_gain)))
+        self.base = MagicKernelSharp2021(config.scale, config.upsampler_alpha, config.in_chans)
+        self.conv_in = nn.Conv2d(config.in_chans, c, 3, padding=1)
+        block_cls = BLOCK_TYPES[config.variant]
+        groups = []
+        for g in range(config.num_groups):
+            blocks = []
+            for i in range(config.num_blocks):
+                b = g * config.num_blocks + i
+                blocks.append(block_cls(
+                    c, config.hidden, attention=config.attention, window_size=config.window_size,
+                    shift=(config.window_size // 2) if b % 2 else 0, num_heads=config.num_heads,
+                    ca_reduced=config.ca_reduced, num_tokens=config.num_tokens,
+                    token_reduced=config.token_reduced,
+                ))
+            groups.append(ResidualGroup(blocks))
+        self.body = nn.Sequential(*groups)
+        self.conv_mid = nn.Conv2d(c, c, 3, padding=1)
+        self.up = nn.Sequential(nn.Conv2d(c, c * config.scale ** 2, 3, padding=1), nn.PixelShuffle(config.scale))
+        self.conv_out = nn.Conv2d(c, config.in_chans, 3, padding=1)
+
+    # -- attributes of the public API -------------------------------------------------------
+    @property
+    def variant(self) -> str:
+        return self.config.variant
+
+    @property
+    def scale(self) -> int:
+        return self.config.scale
+
+    @property
+    def num_feat(self) -> int:
+        return self.config.num_feat
+
+    @property
+    def upsampler_alpha(self) -> float:
+        return self.base.alpha
+
+    @upsampler_alpha.setter
+    def upsampler_alpha(self, value: float) -> None:
+        self.base.alpha = float(value)
+
+    @property
+    def window_size(self) -> int:
+        """Spatial granularity the body cares about (1 when there is no window attention)."""
+        return self.config.window_size if self.config.attention else 1
+
+    @property
+    def receptive_radius(self) -> int | None:
+        """LR pixels of context that fully determine an output pixel, or None when the network
+        is not local (window attention, or pro's channel attention over the whole input).
+
+        conv_in, conv_mid, up.0 and conv_out (one HR pixel is within one LR pixel) add 1 each;
+        a Nano/Photo block adds 1 (its 3x3 depthwise), a Stream block 4 (dilated 3x3 depthwise
+        reaching 3, then the 3x3 gate); the base path needs 3 (sharpen) + 1 (blur at HR).
+        """
+        cfg = self.config
+        if cfg.variant == "pro" or (cfg.variant == "photo" and cfg.attention):
+            return None
+        per_block = 4 if cfg.variant == "stream" else 1
+        return max(4 + per_block * cfg.num_groups * cfg.num_blocks, 4)
+
+    # -- forward ----------------------------------------------------------------------------
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """conv_in features: the only part of the network inside the video recurrence."""
+        return self.conv_in(x)
+
+    def decode(self, x: torch.Tensor, feat: torch.Tensor) -> torch.Tensor:
+        """Everything after conv_in, with ``feat`` standing in for conv_in's output."""
+        y = self.up(self.conv_mid(self.body(feat)))
+        return self.base(x) + self.conv_out(y) * self.detail_gain
+
+    def forward(self, x: torch.Tensor, feature_tap: bool = False, prev_feat: torch.Tensor | None = None,
+                alpha: float = 0.2):
+        feat = self.encode(x)
+        if prev_feat is not None:
+            feat = (1 - alpha) * feat + alpha * prev_feat
+        out = self.decode(x, feat)
+        return (out, feat) if feature_tap else out
+
+
+def build_model(variant: str, scale: int, **overrides) -> ParagonSR2:
+    """A freshly initialised network with the spec's factory settings (in eval mode)."""
+    return ParagonSR2(factory_config(variant, scale, **overrides)).eval()

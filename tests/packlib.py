@@ -1,0 +1,95 @@
+"""Shared test helpers: import the pack as a package from its folder, find reference data.
+
+The pack is imported under PACK_NAME exactly as ComfyUI would import it (a package whose name
+is not one of our folder names), so an absolute ``import nodes`` inside it would fail here.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+PACK_ROOT = Path(__file__).resolve().parents[1]
+PACK_NAME = "paragonsr2_pack"
+TEST_DATA = Path(__file__).resolve().parent / "data"
+_SHARED_REFERENCE = PACK_ROOT.parent / "shared" / "reference"
+
+
+def import_pack(name: str = PACK_NAME):
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(
+        name, PACK_ROOT / "__init__.py", submodule_search_locations=[str(PACK_ROOT)]
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
+
+
+def submodule(dotted: str):
+    """A module of the pack, e.g. submodule("engines.tiling")."""
+    import_pack()
+    return importlib.import_module(f"{PACK_NAME}.{dotted}")
+
+
+def reference_dir() -> Path:
+    """The full upstream vectors in ../shared when present, else the compact in-repo subset."""
+    override = os.environ.get("PARAGONSR2_REFERENCE_DIR")
+    if override:
+        return Path(override)
+    if (_SHARED_REFERENCE / "manifest.json").is_file():
+        return _SHARED_REFERENCE
+    return TEST_DATA / "reference"
+
+
+def reference_cases() -> list[dict]:
+    return json.loads((reference_dir() / "manifest.json").read_text())["cases"]
+
+
+def load_reference(case: dict):
+    """(model, io tensors) for one manifest case."""
+    from safetensors.torch import load_file
+
+    arch = submodule("paragonsr2_arch")
+    model = arch.load_model(reference_dir() / case["weights"], upsampler_alpha=case["upsampler_alpha"])
+    return model, load_file(str(reference_dir() / case["io"]))
+
+
+def max_abs(a: torch.Tensor, b: torch.Tensor) -> float:
+    return (a.float() - b.float()).abs().max().item()
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor, peak: float = 1.0) -> float:
+    mse = (a.double() - b.double()).pow(2).mean().item()
+    return float("inf") if mse == 0 else 10 * torch.log10(torch.tensor(peak * peak / mse)).item()
+
+
+def natural_image(h: int, w: int, seed: int = 0, batch: int = 1) -> torch.Tensor:
+    """A smooth-plus-texture RGB image in 0..1 (B, 3, H, W): edges, gradients and fine detail,
+    so attention and tiling see something like a photograph rather than white noise."""
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")
+    out = []
+    for _ in range(batch):
+        phase = torch.rand(6, generator=g) * 6.28
+        freq = 2 + torch.rand(6, generator=g) * 10
+        chans = []
+        for c in range(3):
+            v = 0.5 + 0.25 * torch.sin(freq[c] * xx * 3.14 + phase[c]) * torch.cos(freq[c + 3] * yy * 3.14 + phase[c + 3])
+            v = v + 0.2 * ((xx * (c + 1) + yy * 2 + phase[c]) % 0.37 > 0.18).float()  # hard edges
+            chans.append(v)
+        img = torch.stack(chans)
+        noise = torch.rand(3, (h + 3) // 4, (w + 3) // 4, generator=g)
+        texture = torch.nn.functional.interpolate(noise[None], size=(h, w), mode="bilinear", align_corners=False)[0]
+        out.append((0.8 * img + 0.2 * texture).clamp(0, 1))
+    return torch.stack(out)
