@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .layers import BLUR_DIVISOR, BLUR_TAPS, SHARP_DIVISOR, SHARP_TAPS, SeparableConv
+from .mode import fast_enabled
 
 
 def _polyphase_taps(taps: torch.Tensor, scale: int) -> tuple[torch.Tensor, int]:
@@ -48,19 +49,36 @@ class MagicKernelSharp2021(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.sharpen(x)
-        if not self.use_polyphase or self.scale == 1:
+        if not (self.use_polyphase and fast_enabled()):
             x = F.interpolate(x, scale_factor=self.scale, mode="nearest") if self.scale != 1 else x
             return self.blur(x)
-        return self._polyphase_blur(x)
+        kernel, rv, rh = self.polyphase_kernel(x.dtype, x.device)
+        phases = F.conv2d(x, kernel, padding=(rv, rh), groups=x.shape[1])
+        return F.pixel_shuffle(phases, self.scale) if self.scale != 1 else phases
 
-    def _polyphase_blur(self, x: torch.Tensor) -> torch.Tensor:
-        s = self.scale
-        c = x.shape[1]
-        wh, rh = _polyphase_taps(self.blur.h.weight.reshape(c, -1).float(), s)  # (C, s, kh)
-        wv, rv = _polyphase_taps(self.blur.v.weight.reshape(c, -1).float(), s)  # (C, s, kv)
-        # One depthwise conv producing the s*s phases per channel, in PixelShuffle order
-        # (channel-major, then row phase, then column phase).
-        kernel = wv[:, :, None, :, None] * wh[:, None, :, None, :]  # (C, s, s, kv, kh)
-        kernel = kernel.reshape(c * s * s, 1, 2 * rv + 1, 2 * rh + 1).to(x.dtype)
-        phases = F.conv2d(x, kernel, padding=(rv, rh), groups=c)
-        return F.pixel_shuffle(phases, s)
+    def polyphase_kernel(self, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, int, int]:
+        """(depthwise kernel (C*s*s, 1, kv, kh), rv, rh) computing the s*s phases of blur(nearest(x))
+        at LR, in PixelShuffle order. Cached; rebuilt when the blur weights change."""
+        h, v = self.blur.h.weight, self.blur.v.weight
+        key = (h.data_ptr(), _version(h), v.data_ptr(), _version(v), h.dtype, dtype, device)
+        cached = self.__dict__.get("_polyphase_cache")
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        with torch.no_grad(), torch.inference_mode(False):
+            s, c = self.scale, h.shape[0]
+            wh, rh = _polyphase_taps(h.detach().reshape(c, -1).double(), s)  # (C, s, kh)
+            wv, rv = _polyphase_taps(v.detach().reshape(c, -1).double(), s)  # (C, s, kv)
+            # One depthwise conv producing the s*s phases per channel, in PixelShuffle order
+            # (channel-major, then row phase, then column phase).
+            kernel = wv[:, :, None, :, None] * wh[:, None, :, None, :]  # (C, s, s, kv, kh)
+            kernel = kernel.reshape(c * s * s, 1, 2 * rv + 1, 2 * rh + 1).to(device=device, dtype=dtype)
+        value = (kernel, rv, rh)
+        self.__dict__["_polyphase_cache"] = (key, value)
+        return value
+
+
+def _version(t: torch.Tensor) -> int:
+    try:
+        return t._version
+    except RuntimeError:  # inference tensors have no version counter
+        return -1

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, replace
 import torch
 from torch import nn
 
+from . import fast_paths
 from .base_upsampler import MagicKernelSharp2021
 from .blocks import BLOCK_TYPES, ResidualGroup
 
@@ -147,7 +148,13 @@ class ParagonSR2(nn.Module):
         return self.conv_in(x)
 
     def decode(self, x: torch.Tensor, feat: torch.Tensor) -> torch.Tensor:
-        """Everything after conv_in, with ``feat`` standing in for conv_in's output."""
+        """Everything after conv_in, with ``feat`` standing in for conv_in's output.
+
+        Inference uses the optimised path (fast_paths.py); inside ``reference_mode()``, in
+        training mode or when autograd records, the modules' straightforward forwards run.
+        """
+        if fast_paths.usable(self, feat):
+            return fast_paths.decode(self, x, feat)
         y = self.up(self.conv_mid(self.body(feat)))
         return self.base(x) + self.conv_out(y) * self.detail_gain
 

@@ -1,0 +1,262 @@
+"""Speed of every ParagonSR2 variant on this machine: `python benchmarks/speed.py [--quick] [--json out.json]`.
+
+Per variant x scale x (device, precision): output megapixels/s and ms per LR tile of the
+optimised path and of the straightforward eager implementation of the spec (same process,
+same threads, ratios), network GFLOP/s against the machine's own large-GEMM rate (roofline
+fraction), peak memory, where the time goes (single-thread op shares), tiled overhead and
+video frames/s when the tiling/temporal runners are present. A table is printed last.
+Tile sides are LR pixels; on CPU the default tile is smaller than 512 for the heavy
+variants (pro at 512x512 takes minutes on 2 cores) and the ms per 512x512 tile is scaled
+from it (the work is linear in pixels); the JSON records which.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _bench  # noqa: E402
+
+VARIANTS = ("realtime", "stream", "photo", "pro")
+CPU_TILES = {"realtime": 256, "stream": 256, "photo": 128, "pro": 96}
+QUICK_TILE = 48
+
+
+def _devices(choice: str) -> list[tuple[torch.device, torch.dtype]]:
+    runs = []
+    if choice in ("auto", "cpu"):
+        runs.append((torch.device("cpu"), torch.float32))
+    if choice in ("auto", "cuda") and torch.cuda.is_available():
+        dev = torch.device("cuda")
+        runs += [(dev, torch.float32), (dev, torch.float16)]
+        if torch.cuda.is_bf16_supported():
+            runs.append((dev, torch.bfloat16))
+    return runs
+
+
+def _limiter(shares: dict, arith_intensity: float) -> str:
+    top = next(iter(shares), "?")
+    return f"{top} {100 * shares.get(top, 0):.0f}%"
+
+
+def bench_one(arch, mode, variant: str, scale: int, device, dtype, tile: int, repeats: int,
+              reference: bool, profile: bool) -> dict:
+    model = arch.build_model(variant, scale).requires_grad_(False).to(device=device, dtype=dtype)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(1, 3, tile, tile, generator=gen).to(device=device, dtype=dtype)
+    out_mp = scale * scale * tile * tile / 1e6
+    flops = _bench.count_flops(model, x)["total"] if dtype == torch.float32 or device.type == "cuda" else None
+    executed = _bench.count_flops(model, x, reference=False)["total"] if flops else None
+    row = {"variant": variant, "scale": scale, "device": str(device), "dtype": str(dtype).replace("torch.", ""),
+           "tile": tile, "gflop": flops / 1e9 if flops else None,
+           "gflop_executed_fast": executed / 1e9 if executed else None}
+
+    def run_fast():
+        with torch.inference_mode():
+            model(x)
+
+    def run_ref():
+        with torch.inference_mode(), mode.reference_mode():
+            model(x)
+
+    fast = _bench.timeit(run_fast, device, repeats=repeats)
+    row["fast"] = fast
+    if reference:
+        ref = _bench.timeit(run_ref, device, repeats=repeats)
+        row["eager"] = ref
+        row["speedup_wall"] = ref["wall_ms"] / fast["wall_ms"]
+        row["speedup_cpu"] = ref["cpu_ms"] / max(fast["cpu_ms"], 1e-9)
+    for key in ("fast", "eager"):
+        if key in row:
+            t = row[key]
+            t["mp_per_s_wall"] = out_mp / (t["wall_ms"] / 1e3)
+            t["mp_per_s_cpu"] = out_mp / (t["cpu_ms"] / 1e3) if t["cpu_ms"] > 0 else None
+            t["ms_per_512_tile"] = t["wall_ms"] * (512 * 512) / (tile * tile)
+            if flops:
+                t["gflops_wall"] = flops / (t["wall_ms"] / 1e3) / 1e9
+                t["gflops_cpu"] = flops / (t["cpu_ms"] / 1e3) / 1e9 if t["cpu_ms"] > 0 else None
+                done = executed if key == "fast" else flops
+                t["gflops_executed_cpu"] = done / (t["cpu_ms"] / 1e3) / 1e9 if t["cpu_ms"] > 0 else None
+    row["ms_per_512_tile_scaled"] = tile != 512
+    row["peak_memory_mb"] = _bench.peak_memory(run_fast, device) / 2 ** 20
+    if reference:
+        row["peak_memory_eager_mb"] = _bench.peak_memory(run_ref, device) / 2 ** 20
+    if profile and device.type == "cpu":
+        row["time_shares_fast"] = _bench.op_time_shares(run_fast)
+        if reference:
+            row["time_shares_eager"] = _bench.op_time_shares(run_ref)
+    return row
+
+
+def tiled_overhead(arch, variant: str, scale: int, tile: int, repeats: int) -> dict | None:
+    """Time of engines.tiling.upscale_image on a 2x2-tile image over one whole-image call."""
+    tiling = _bench.optional_submodule("engines.tiling")
+    torch_engine = _bench.optional_submodule("engines.torch_engine")
+    if tiling is None or torch_engine is None:
+        return None
+    model = arch.build_model(variant, scale).requires_grad_(False)
+    engine = torch_engine.TorchEngine(model, device="cpu", precision="fp32")
+    side = 2 * tile
+    image = torch.rand(1, side, side, 3, generator=torch.Generator().manual_seed(1))
+    cpu = torch.device("cpu")
+
+    def whole():
+        with torch.inference_mode():
+            engine(image.permute(0, 3, 1, 2).contiguous())
+
+    tiled = _bench.timeit(lambda: tiling.upscale_image(engine, image, tile_size=tile), cpu, repeats=repeats)
+    base = _bench.timeit(whole, cpu, repeats=repeats)
+    return {"image": side, "tile": tile, "tiled_wall_ms": tiled["wall_ms"], "whole_wall_ms": base["wall_ms"],
+            "overhead_wall": tiled["wall_ms"] / base["wall_ms"],
+            "overhead_cpu": tiled["cpu_ms"] / max(base["cpu_ms"], 1e-9)}
+
+
+def video_fps(arch, variant: str, scale: int, side: int, frames: int, repeats: int) -> dict | None:
+    temporal = _bench.optional_submodule("engines.temporal")
+    torch_engine = _bench.optional_submodule("engines.torch_engine")
+    if temporal is None or torch_engine is None:
+        return None
+    model = arch.build_model(variant, scale).requires_grad_(False)
+    engine = torch_engine.TorchEngine(model, device="cpu", precision="fp32")
+    clip = torch.rand(frames, side, side, 3, generator=torch.Generator().manual_seed(2))
+    t = _bench.timeit(lambda: temporal.upscale_video(engine, clip, tile_size=side), torch.device("cpu"),
+                      warmup=1, repeats=repeats)
+    return {"frames": frames, "frame_side": side, "fps_wall": frames / (t["wall_ms"] / 1e3),
+            "fps_cpu": frames / (t["cpu_ms"] / 1e3) if t["cpu_ms"] > 0 else None}
+
+
+def compile_fast(arch, variant: str, scale: int, tile: int, repeats: int) -> dict:
+    """Optional torch.compile of the fast path (compile time reported separately)."""
+    model = arch.build_model(variant, scale).requires_grad_(False)
+    x = torch.rand(1, 3, tile, tile)
+    try:
+        compiled = torch.compile(model, dynamic=False)
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            compiled(x)
+        compile_s = time.perf_counter() - t0
+        t = _bench.timeit(lambda: compiled(x), torch.device("cpu"), repeats=repeats)
+        eager = _bench.timeit(lambda: model(x), torch.device("cpu"), repeats=repeats)
+    except Exception as exc:  # inductor needs a C++ compiler; report instead of failing the run
+        return {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"}
+    return {"compile_s": compile_s, "compiled_wall_ms": t["wall_ms"], "fast_wall_ms": eager["wall_ms"],
+            "speedup_wall": eager["wall_ms"] / t["wall_ms"]}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help=f"CI-sized: {QUICK_TILE}px tiles, 3 runs, no profile")
+    parser.add_argument("--json", type=Path, help="write all results to this file")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument("--scales", nargs="+", type=int, default=[2, 4])
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--tile", type=int, default=0, help="LR tile side (default: 512 on CUDA, per variant on CPU)")
+    parser.add_argument("--repeats", type=int, default=0, help="timed runs per measurement (median)")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--no-eager", action="store_true", help="skip the straightforward-path comparison")
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile of the fast path")
+    args = parser.parse_args(argv)
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    repeats = args.repeats or (3 if args.quick else 5)
+    arch = _bench.submodule("paragonsr2_arch")
+    mode = _bench.submodule("paragonsr2_arch.mode")
+    machine = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+               "torch": torch.__version__, "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
+               "loadavg_start": os.getloadavg() if hasattr(os, "getloadavg") else None}
+    results = {"machine": machine, "runs": [], "matmul": {}, "tiled": [], "video": [], "compile": []}
+    print(f"# torch {torch.__version__}, {machine['threads']} threads, load {machine['loadavg_start']}", flush=True)
+
+    for device, dtype in _devices(args.device):
+        key = f"{device.type}:{str(dtype).replace('torch.', '')}"
+        results["matmul"][key] = mm = _bench.matmul_rate(device, dtype)
+        print(f"# matmul {key}: {mm['gflops_wall']:.1f} GFLOP/s wall, {mm['gflops_cpu']:.1f} per CPU-s", flush=True)
+        for variant in args.variants:
+            for scale in args.scales:
+                tile = args.tile or (QUICK_TILE if args.quick else (512 if device.type == "cuda" else CPU_TILES[variant]))
+                row = bench_one(arch, mode, variant, scale, device, dtype, tile, repeats,
+                                reference=not args.no_eager, profile=not args.quick)
+                for key_t in ("fast", "eager"):
+                    t = row.get(key_t)
+                    if t and t.get("gflops_wall"):
+                        t["roofline_wall"] = t["gflops_wall"] / mm["gflops_wall"]
+                        t["roofline_cpu"] = (t["gflops_cpu"] / mm["gflops_cpu"]) if t.get("gflops_cpu") else None
+                        t["roofline_executed_cpu"] = ((t["gflops_executed_cpu"] / mm["gflops_cpu"])
+                                                      if t.get("gflops_executed_cpu") else None)
+                if row.get("time_shares_fast"):
+                    row["limiter"] = _limiter(row["time_shares_fast"], 0)
+                results["runs"].append(row)
+                print(json.dumps(_short(row)), flush=True)
+
+    if args.device in ("auto", "cpu"):
+        for variant in args.variants:
+            tile = QUICK_TILE if args.quick else min(CPU_TILES[variant], 128)
+            tiled = tiled_overhead(arch, variant, 2, tile, max(1, repeats // 2))
+            if tiled:
+                results["tiled"].append({"variant": variant, "scale": 2, **tiled})
+            video = video_fps(arch, variant, 2, 32 if args.quick else 64, 4, max(1, repeats // 2))
+            if video:
+                results["video"].append({"variant": variant, "scale": 2, **video})
+            if args.compile:
+                results["compile"].append({"variant": variant, "scale": 2,
+                                           **compile_fast(arch, variant, 2, tile, repeats)})
+    machine["loadavg_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+    print_table(results)
+    return 0
+
+
+def _short(row: dict) -> dict:
+    keep = {k: row[k] for k in ("variant", "scale", "device", "dtype", "tile") if k in row}
+    keep["fast_ms"] = round(row["fast"]["wall_ms"], 1)
+    if "eager" in row:
+        keep["eager_ms"] = round(row["eager"]["wall_ms"], 1)
+        keep["speedup_wall"] = round(row["speedup_wall"], 2)
+        keep["speedup_cpu"] = round(row["speedup_cpu"], 2)
+    return keep
+
+
+def _fmt(value, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def print_table(results: dict) -> None:
+    print()
+    print("| variant | x | device | tile | MP/s eager | MP/s fast | speedup wall (cpu) | ms/512 tile fast | "
+          "GFLOP/s fast | roofline wall (cpu) | executed roofline cpu | peak MB | limiter (1-thread op share) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in results["runs"]:
+        f, e = r["fast"], r.get("eager", {})
+        speed = f"{_fmt(r.get('speedup_wall'), '.2f')} ({_fmt(r.get('speedup_cpu'), '.2f')})"
+        roof = f"{_fmt(f.get('roofline_wall'), '.1%')} ({_fmt(f.get('roofline_cpu'), '.1%')})"
+        print(f"| {r['variant']} | {r['scale']} | {r['device']} {r['dtype']} | {r['tile']} | "
+              f"{_fmt(e.get('mp_per_s_wall'), '.3f')} | {_fmt(f.get('mp_per_s_wall'), '.3f')} | {speed} | "
+              f"{_fmt(f.get('ms_per_512_tile'), '.0f')} | {_fmt(f.get('gflops_wall'), '.2f')} | {roof} | "
+              f"{_fmt(f.get('roofline_executed_cpu'), '.1%')} | "
+              f"{r['peak_memory_mb']:.0f} | {r.get('limiter', '-')} |")
+    for key, mm in results["matmul"].items():
+        print(f"matmul {key}: {mm['gflops_wall']:.1f} GFLOP/s wall, {mm['gflops_cpu']:.1f} GFLOP per CPU-second")
+    for t in results["tiled"]:
+        print(f"tiled {t['variant']} x{t['scale']}: {t['image']}px image in {t['tile']}px tiles = "
+              f"{t['overhead_wall']:.2f}x the whole-image time (cpu {t['overhead_cpu']:.2f}x)")
+    for v in results["video"]:
+        print(f"video {v['variant']} x{v['scale']}: {v['frame_side']}px frames {v['fps_wall']:.2f} fps "
+              f"(per CPU-s {_fmt(v['fps_cpu'], '.2f')})")
+    for c in results["compile"]:
+        print(f"compile {c['variant']}: {c}")
+    m = results["machine"]
+    print(f"threads {m['threads']}; load average {m['loadavg_start']} -> {m['loadavg_end']}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

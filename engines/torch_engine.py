@@ -1,0 +1,175 @@
+"""Run a ParagonSR2 model with PyTorch on a chosen device and precision.
+
+The engine keeps its own device copy of the network (the handle's CPU float32 master is never
+moved or cast). Low-precision results that hold NaN/Inf are recomputed in float32, as the
+upstream inference script does, and the first such fallback is logged.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+
+import torch
+
+logger = logging.getLogger("ParagonSR2")
+
+_DTYPES = {
+    "fp32": torch.float32, "float32": torch.float32,
+    "fp16": torch.float16, "float16": torch.float16, "half": torch.float16,
+    "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
+}
+
+# Substrings of allocator failures that are not raised as torch.OutOfMemoryError / MemoryError
+# (CPU allocator, cuDNN/cuBLAS workspaces, ONNX Runtime's BFC arena, TensorRT).
+_OOM_MARKERS = (
+    "out of memory", "can't allocate memory", "cannot allocate memory", "failed to allocate memory",
+    "alloc_failed", "bad_alloc",
+)
+
+
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps is not None and mps.is_available())
+
+
+def pick_device(preference: str | torch.device | None = "auto") -> torch.device:
+    """"auto" = CUDA, then MPS, then CPU; otherwise "cpu", "cuda", "cuda:1", "mps" (checked)."""
+    if isinstance(preference, torch.device):
+        device = preference
+    else:
+        pref = (preference or "auto").strip().lower()
+        if pref == "auto":
+            if torch.cuda.is_available():
+                return torch.device("cuda", torch.cuda.current_device())
+            if _mps_available():
+                return torch.device("mps")
+            return torch.device("cpu")
+        try:
+            device = torch.device(pref)
+        except RuntimeError as exc:
+            raise ValueError(f"unknown device {preference!r}; use auto, cpu, cuda, cuda:N or mps") from exc
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"device {str(device)!r} requested but this torch build sees no CUDA GPU")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise RuntimeError(f"device {str(device)!r} requested but only {torch.cuda.device_count()} CUDA GPU(s) exist")
+    if device.type == "mps" and not _mps_available():
+        raise RuntimeError("device 'mps' requested but MPS is not available in this torch build")
+    return device
+
+
+def resolve_dtype(precision: str | None, device: torch.device | str) -> torch.dtype:
+    """"auto" = fp16 on CUDA, fp32 elsewhere; "fp32" / "fp16" / "bf16" as asked."""
+    device = torch.device(device)
+    p = (precision or "auto").strip().lower()
+    if p == "auto":
+        return torch.float16 if device.type == "cuda" else torch.float32
+    if p not in _DTYPES:
+        raise ValueError(f"unknown precision {precision!r}; use auto, fp32, fp16 or bf16")
+    return _DTYPES[p]
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}[dtype]
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for allocator failures of any backend (torch CUDA/CPU/MPS, ONNX Runtime, TensorRT)."""
+    if isinstance(exc, MemoryError):
+        return True
+    oom_type = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", None)
+    if oom_type is not None and isinstance(exc, oom_type):
+        return True
+    if isinstance(exc, Exception):
+        text = str(exc).lower()
+        return any(marker in text for marker in _OOM_MARKERS)
+    return False
+
+
+def release_cached_memory(device: torch.device | str) -> None:
+    """Give the caching allocator's free blocks back, so a smaller retry can fit."""
+    device = torch.device(device)
+    if device.type == "cuda" and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    elif device.type == "mps" and _mps_available():
+        torch.mps.empty_cache()
+
+
+class TorchEngine:
+    """An ``Engine`` (engines/base.py) backed by a PyTorch copy of the model.
+
+    ``TorchEngine(model, device=None, precision="auto")``: device None = ``pick_device("auto")``.
+    Attributes: ``model`` (the device copy), ``dtype``, ``precision`` ("fp32"/"fp16"/"bf16"),
+    ``fallbacks`` (how many calls were recomputed in fp32).
+    """
+
+    min_tile = None
+    max_tile = None
+
+    def __init__(self, model: torch.nn.Module, device: torch.device | str | None = None,
+                 precision: str = "auto"):
+        self.device = pick_device("auto" if device is None else device)
+        self.dtype = resolve_dtype(precision, self.device)
+        self.precision = dtype_name(self.dtype)
+        self.variant = model.variant
+        self.scale = int(model.scale)
+        self.window = int(model.window_size)
+        self.exact_halo = model.receptive_radius
+        self._master = model  # read only: source of the lazy fp32 copy used for fallbacks
+        self.model = self._device_copy(self.dtype)
+        self._fp32_model = self.model if self.dtype == torch.float32 else None
+        self.fallbacks = 0
+
+    def _device_copy(self, dtype: torch.dtype) -> torch.nn.Module:
+        # deepcopy first: .to() on a module that is already on the device moves nothing and
+        # would hand back (and later cast) the master itself.
+        clone = copy.deepcopy(self._master).to(device=self.device, dtype=dtype).eval()
+        clone.requires_grad_(False)
+        return clone
+
+    def _fp32(self) -> torch.nn.Module:
+        if self._fp32_model is None:
+            self._fp32_model = self._device_copy(torch.float32)
+        return self._fp32_model
+
+    def _note_fallback(self, what: str) -> None:
+        self.fallbacks += 1
+        if self.fallbacks == 1:
+            logger.warning(
+                "ParagonSR2 %s: %s result in %s had NaN/Inf; recomputed in fp32 (logged once per engine)",
+                self.variant, what, self.precision,
+            )
+
+    def _low_precision_failed(self, out: torch.Tensor) -> bool:
+        return self.dtype != torch.float32 and not bool(torch.isfinite(out).all())
+
+    def _input(self, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        return x.to(device=self.device, dtype=dtype, non_blocking=True)
+
+    @torch.inference_mode()
+    def __call__(self, lr: torch.Tensor) -> torch.Tensor:
+        out = self.model(self._input(lr, self.dtype))
+        if self._low_precision_failed(out):
+            self._note_fallback("tile")
+            out = self._fp32()(self._input(lr, torch.float32))
+        return out.float()
+
+    @torch.inference_mode()
+    def encode(self, lr: torch.Tensor) -> torch.Tensor:
+        feat = self.model.encode(self._input(lr, self.dtype))
+        if self._low_precision_failed(feat):
+            self._note_fallback("encode")
+            feat = self._fp32().encode(self._input(lr, torch.float32))
+        return feat.float()  # float32 like every engine, so runners can blend states in fp32
+
+    @torch.inference_mode()
+    def decode(self, lr: torch.Tensor, feat: torch.Tensor) -> torch.Tensor:
+        out = self.model.decode(self._input(lr, self.dtype), self._input(feat, self.dtype))
+        if self._low_precision_failed(out):
+            self._note_fallback("decode")
+            out = self._fp32().decode(self._input(lr, torch.float32), self._input(feat, torch.float32))
+        return out.float()
+
+    def __repr__(self) -> str:
+        return f"TorchEngine({self.variant} x{self.scale}, {self.device}, {self.precision})"

@@ -1,0 +1,182 @@
+"""The pack's only door to ComfyUI (``comfy.*``, ``folder_paths``), with standalone fallbacks.
+
+Inside ComfyUI the services come from ComfyUI itself (model folders, torch device, free memory,
+progress bar, interrupt). Outside it (tests, command line) the same functions work on their own:
+models are looked up under ``$PARAGONSR2_MODELS_DIR`` (default ``./models``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from ..paragonsr2_arch import MODEL_SUFFIXES
+
+logger = logging.getLogger("ParagonSR2")
+
+try:  # ComfyUI puts these top-level modules on sys.path; elsewhere they do not exist.
+    import comfy.model_management as _mm
+    import comfy.utils as _comfy_utils
+    import folder_paths as _folder_paths
+    IN_COMFYUI = True
+except ImportError:
+    _mm = _comfy_utils = _folder_paths = None
+    IN_COMFYUI = False
+
+FOLDER_NAME = "paragonsr2"           # our own model folder, registered with ComfyUI
+CORE_FOLDER_NAME = "upscale_models"  # ComfyUI's folder for upscale models
+PACK_DIR = Path(__file__).resolve().parents[1]
+BUNDLED_DIR = PACK_DIR / "models"    # demo model(s) shipped with the pack
+BUNDLED_PREFIX = "(bundled) "
+
+
+def _register_model_folder() -> None:
+    """Add ``models/paragonsr2`` to ComfyUI's folders (keeping paths a user configured)."""
+    default = os.path.join(_folder_paths.models_dir, FOLDER_NAME)
+    table = _folder_paths.folder_names_and_paths
+    if FOLDER_NAME in table:
+        # extra_model_paths.yaml may have created it with an empty extension set (= any file).
+        paths, extensions = table[FOLDER_NAME]
+        if default not in paths:
+            paths.append(default)
+        table[FOLDER_NAME] = (paths, set(extensions) | set(MODEL_SUFFIXES))
+    else:
+        table[FOLDER_NAME] = ([default], set(MODEL_SUFFIXES))
+    try:  # so users see where to put files; a read-only install is fine too
+        os.makedirs(default, exist_ok=True)
+    except OSError:
+        pass
+
+
+if IN_COMFYUI:
+    _register_model_folder()
+
+
+def models_dir() -> Path:
+    """ComfyUI's models folder; standalone: ``$PARAGONSR2_MODELS_DIR`` or ``./models``."""
+    if IN_COMFYUI:
+        return Path(_folder_paths.models_dir)
+    return Path(os.environ.get("PARAGONSR2_MODELS_DIR") or "models").resolve()
+
+
+def output_dir() -> Path:
+    """ComfyUI's output folder; standalone: ``$PARAGONSR2_OUTPUT_DIR`` or ``./output``."""
+    if IN_COMFYUI:
+        return Path(_folder_paths.get_output_directory())
+    return Path(os.environ.get("PARAGONSR2_OUTPUT_DIR") or "output").resolve()
+
+
+def _is_model_file(name: str) -> bool:
+    return name.lower().endswith(MODEL_SUFFIXES)
+
+
+def _files_under(folder: Path, recursive: bool = True) -> list[str]:
+    if not folder.is_dir():
+        return []
+    pattern = folder.rglob("*") if recursive else folder.glob("*")
+    return sorted(p.relative_to(folder).as_posix() for p in pattern if p.is_file() and _is_model_file(p.name))
+
+
+def _standalone_folders() -> list[tuple[Path, bool]]:
+    """(folder, recursive) searched outside ComfyUI, in lookup order."""
+    root = models_dir()
+    return [(root / FOLDER_NAME, True), (root / CORE_FOLDER_NAME, True), (root, False)]
+
+
+def _bundled_names() -> list[str]:
+    return [BUNDLED_PREFIX + name for name in _files_under(BUNDLED_DIR, recursive=False)]
+
+
+def list_model_files() -> list[str]:
+    """Model names for the Loader: ``upscale_models`` + ``paragonsr2`` files, then bundled ones."""
+    names: list[str] = []
+    if IN_COMFYUI:
+        for folder in (CORE_FOLDER_NAME, FOLDER_NAME):
+            try:
+                names.extend(n for n in _folder_paths.get_filename_list(folder) if _is_model_file(n))
+            except KeyError:  # folder unknown to this ComfyUI
+                pass
+    else:
+        bundled = BUNDLED_DIR.resolve()
+        for folder, recursive in _standalone_folders():
+            if folder.resolve() != bundled:  # ./models may be the pack's own folder
+                names.extend(_files_under(folder, recursive))
+    return sorted(set(names), key=str.lower) + _bundled_names()
+
+
+def model_file_path(name: str) -> str:
+    """Full path of a name from ``list_model_files``; FileNotFoundError says where it looked."""
+    if name.startswith(BUNDLED_PREFIX):
+        path = BUNDLED_DIR / name[len(BUNDLED_PREFIX):]
+        if path.is_file() and path.resolve().parent == BUNDLED_DIR.resolve():
+            return str(path)
+        raise FileNotFoundError(f"bundled model {name[len(BUNDLED_PREFIX):]!r} is not in {BUNDLED_DIR}")
+    if IN_COMFYUI:
+        for folder in (FOLDER_NAME, CORE_FOLDER_NAME):
+            found = _folder_paths.get_full_path(folder, name)
+            if found:
+                return found
+        raise FileNotFoundError(
+            f"model {name!r} is in neither models/{FOLDER_NAME} nor models/{CORE_FOLDER_NAME} "
+            "(was it moved or deleted? refresh the page to update the list)"
+        )
+    searched = []
+    for folder, _ in _standalone_folders():
+        path = (folder / name).resolve()
+        if path.is_file() and folder.resolve() in path.parents:
+            return str(path)
+        searched.append(str(folder))
+    raise FileNotFoundError(f"model {name!r} not found in: {', '.join(searched)} (set PARAGONSR2_MODELS_DIR)")
+
+
+def torch_device() -> torch.device:
+    """ComfyUI's torch device; standalone: CUDA, then MPS, then CPU."""
+    if IN_COMFYUI:
+        return _mm.get_torch_device()
+    from ..engines.torch_engine import pick_device
+
+    return pick_device("auto")
+
+
+def free_memory(device: torch.device | str) -> int:
+    """Bytes free on ``device`` (ComfyUI's accounting inside ComfyUI)."""
+    device = torch.device(device)
+    if IN_COMFYUI:
+        return int(_mm.get_free_memory(device))
+    if device.type == "cuda" and torch.cuda.is_available():
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except ImportError:  # psutil is optional outside ComfyUI
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+
+
+def make_progress(total: int = 0) -> Callable[[int, int], None]:
+    """A ``progress(done, total)`` callable: ComfyUI's progress bar, or a debug log standalone.
+
+    The bar is created on the first call, because runners learn the step count (tiles) late.
+    """
+    bar = None
+
+    def progress(done: int, steps: int = total) -> None:
+        nonlocal bar
+        if IN_COMFYUI:
+            if bar is None:
+                bar = _comfy_utils.ProgressBar(steps)
+            bar.update_absolute(done, steps)
+        else:
+            logger.debug("ParagonSR2 progress %d/%d", done, steps)
+
+    return progress
+
+
+def check_interrupt() -> None:
+    """Raise ComfyUI's interrupt exception when the user pressed cancel (no-op standalone)."""
+    if IN_COMFYUI:
+        _mm.throw_exception_if_processing_interrupted()

@@ -1,0 +1,102 @@
+"""The TensorRT layer. Runs only where ``tensorrt`` imports and a CUDA GPU exists (a Builder can
+be created); skipped with that reason everywhere else. The layers below the API boundary (ONNX
+graph, profiles, cache keys, atomic writes) are proven on CPU by the other test files."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from packlib import max_abs, natural_image, submodule
+
+build = submodule("engines.tensorrt_build")
+ec = submodule("engines.engine_cache")
+
+REASON = build.unavailable_reason()
+needs_trt = pytest.mark.skipif(REASON is not None, reason=f"TensorRT layer not testable here: {REASON}")
+
+
+def test_unavailable_reason_says_what_and_how():
+    if REASON is None:
+        pytest.skip("TensorRT is available here; the message path is not reachable")
+    assert "pip install tensorrt" in REASON
+    assert "NVIDIA" in REASON or "CUDA" in REASON
+
+
+def test_engine_module_imports_without_tensorrt():
+    trt_engine = submodule("engines.tensorrt_engine")
+    assert hasattr(trt_engine, "load_or_build") and hasattr(trt_engine, "TensorRTEngine")
+
+
+def _small(arch, variant="realtime"):
+    model = arch.build_model(variant, 2, num_groups=1, num_blocks=2)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("gamma"):
+                p.fill_(0.2)
+    return model
+
+
+PROFILE = ec.Profile(min_side=32, opt_side=64, max_side=128, min_batch=1, opt_batch=1, max_batch=2)
+
+
+@needs_trt
+def test_strongly_typed_flag_is_computed():
+    import tensorrt as trt
+
+    assert build.strongly_typed_flag(trt) == 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+
+
+@needs_trt
+@pytest.mark.parametrize("precision,tol", [("fp32", 1e-3), ("fp16", 1e-2)])
+def test_build_and_run_matches_torch(arch, tmp_path, precision, tol):
+    trt_engine = submodule("engines.tensorrt_engine")
+    model = _small(arch, "photo")
+    steps = []
+    engine = trt_engine.load_or_build(model, precision=precision, profile=PROFILE, video=True,
+                                      models_dir=tmp_path, progress=lambda d, t: steps.append((d, t)))
+    assert (engine.min_tile, engine.max_tile, engine.max_batch) == (32, 128, 2)
+    x = natural_image(64, 96, seed=1, batch=3)  # batch above the profile: split into calls
+    with torch.inference_mode():
+        ref = model(x)
+    out = engine(x).cpu()
+    print(precision, "max abs vs torch fp32", max_abs(out, ref))
+    assert max_abs(out, ref) <= tol
+    feat = engine.encode(x)
+    assert max_abs(engine.decode(x, feat).cpu(), out) <= tol
+    assert list((tmp_path / "tensorrt" / "paragonsr2").glob("*.engine"))
+    # The second request loads the cached engine (no build, so no progress steps).
+    steps.clear()
+    again = trt_engine.load_or_build(model, precision=precision, profile=PROFILE, video=True, models_dir=tmp_path)
+    assert not steps and max_abs(again(x).cpu(), out) == 0.0
+    with pytest.raises(ValueError, match="profile"):
+        engine(natural_image(16, 16, seed=2))
+
+
+@needs_trt
+def test_tiled_runner_stays_inside_profile(arch, tmp_path):
+    tiling = submodule("engines.tiling")
+    trt_engine = submodule("engines.tensorrt_engine")
+    model = _small(arch)
+    engine = trt_engine.load_or_build(model, precision="fp32", profile=PROFILE, models_dir=tmp_path)
+    image = natural_image(200, 150, seed=3).permute(0, 2, 3, 1)  # larger than max_side
+    out = tiling.upscale_image(engine, image)
+    with torch.inference_mode():
+        whole = model(image.permute(0, 3, 1, 2)).clamp(0, 1).permute(0, 2, 3, 1)
+    assert max_abs(out, whole) <= 1e-3
+
+
+@needs_trt
+def test_build_cancel(arch, tmp_path):
+    model = _small(arch)
+    ox = submodule("engines.onnx_export")
+    with pytest.raises(build.BuildCancelled):
+        build.build_serialized_engine(ox.export_onnx(model), PROFILE, num_feat=model.num_feat, video=False,
+                                      cancel=lambda: True)
+
+
+@needs_trt
+def test_build_failure_reports_tensorrt_log(arch):
+    with pytest.raises(build.BuildFailed) as info:
+        build.build_serialized_engine(b"not an onnx graph", PROFILE, num_feat=16, video=False)
+    assert "TensorRT" in str(info.value) and len(str(info.value).splitlines()) > 1

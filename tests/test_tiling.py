@@ -1,0 +1,202 @@
+"""Tiled runner: exactness for local variants, PSNR floors for attention variants, OOM back-off,
+cancel, progress, RGBA/grayscale, engine shape profiles. Real reference weights throughout."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from packlib import load_reference, max_abs, natural_image, psnr, reference_cases, submodule
+
+te = submodule("engines.torch_engine")
+tiling = submodule("engines.tiling")
+
+# tiled-vs-whole PSNR floors at default settings (docs/tiling.md has the measurements)
+PSNR_FLOOR = {"photo": 50.0, "pro": 45.0}
+
+
+def _engine(variant, scale=2):
+    case = next(c for c in reference_cases() if c["variant"] == variant and c["scale"] == scale)
+    model, _ = load_reference(case)
+    return te.TorchEngine(model, "cpu", "fp32")
+
+
+@pytest.fixture(scope="module")
+def realtime():
+    return _engine("realtime")
+
+
+def _whole(engine, image_bhwc):
+    return engine(image_bhwc.permute(0, 3, 1, 2)).clamp(0, 1).permute(0, 2, 3, 1)
+
+
+def _bhwc(h, w, batch=1, seed=0):
+    return natural_image(h, w, seed=seed, batch=batch).permute(0, 2, 3, 1).contiguous()
+
+
+def test_plan_tiles_cover_once_aligned():
+    for h, w, tile, halo in ((77, 101, 32, 7), (16, 300, 64, 28), (129, 33, 48, 32), (5, 7, 16, 16)):
+        tiles = tiling.plan_tiles(h, w, tile, halo)
+        count = torch.zeros(h, w, dtype=torch.int32)
+        for t in tiles:
+            count[t.y0:t.y1, t.x0:t.x1] += 1
+            assert t.y0 % 16 == 0 and t.x0 % 16 == 0
+            assert (t.y1 - t.y0) % 16 == 0 or t.y1 == h
+            assert (t.x1 - t.x0) % 16 == 0 or t.x1 == w
+            assert t.cy0 == max(0, t.y0 - halo) and t.cy1 == min(h, t.y1 + halo)
+            assert t.cx0 == max(0, t.x0 - halo) and t.cx1 == min(w, t.x1 + halo)
+        assert torch.equal(count, torch.ones_like(count)), (h, w, tile)
+
+
+@pytest.mark.parametrize("variant,tiles,size", [("realtime", (16, 32), (37, 83)), ("stream", (32,), (45, 70))])
+def test_tiled_equals_whole_for_local_variants(variant, tiles, size):
+    engine = _engine(variant)
+    assert engine.exact_halo is not None
+    image = _bhwc(*size, batch=2)  # sizes not multiples of 16, B > 1
+    whole = _whole(engine, image)
+    for tile in tiles:
+        plan = tiling.plan_tiles(*size, tile, tiling.default_halo(engine))
+        assert len(plan) >= 4  # tiles touch every border and each other
+        out = tiling.upscale_image(engine, image, tile_size=tile)
+        assert out.shape == (2, size[0] * 2, size[1] * 2, 3) and out.dtype == torch.float32
+        assert max_abs(out, whole) <= 1e-5, (variant, tile)
+
+
+def test_too_small_halo_is_detected(realtime):
+    """The exactness check above can fail: less context than the receptive field."""
+    image = _bhwc(40, 40)
+    out = tiling.upscale_image(realtime, image, tile_size=16, halo=realtime.exact_halo - 3)
+    assert max_abs(out, _whole(realtime, image)) > 1e-4
+
+
+@pytest.mark.parametrize("variant", ["photo", "pro"])
+def test_attention_variants_meet_psnr_floor(variant):
+    engine = _engine(variant)
+    assert engine.exact_halo is None and engine.window == 16
+    # 3x3 tiles of 32 (the smallest sensible), bottom/right edges not on the window grid
+    image = _bhwc(72, 88, seed=3) if variant == "photo" else _bhwc(56, 72, seed=3)
+    out = tiling.upscale_image(engine, image, tile_size=32)
+    assert psnr(out, _whole(engine, image)) >= PSNR_FLOOR[variant]
+
+
+class OOMAbove:
+    """A real engine that raises out-of-memory (like CUDA would) for inputs above a side."""
+
+    def __init__(self, engine, max_side):
+        self.engine, self.max_side = engine, max_side
+        self.scale, self.window, self.exact_halo = engine.scale, engine.window, engine.exact_halo
+        self.device, self.min_tile, self.max_tile = engine.device, None, None
+        self.calls = []
+
+    def __call__(self, lr):
+        self.calls.append(tuple(lr.shape))
+        if max(lr.shape[-2:]) > self.max_side:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return self.engine(lr)
+
+
+def test_oom_backoff_halves_tile_and_stays_exact(realtime, caplog):
+    image = _bhwc(70, 90, batch=3)
+    engine = OOMAbove(realtime, max_side=64)
+    done = []
+    out = tiling.upscale_image(engine, image, tile_size=128, progress=lambda d, t: done.append((d, t)))
+    assert max_abs(out, _whole(realtime, image)) <= 1e-5
+    ok = [s for s in engine.calls if max(s[-2:]) <= 64]
+    assert ok and all(s[0] == 1 for s in ok[-3:])  # ended one image per call, small tiles
+    assert done[-1][0] == done[-1][1]  # progress completes
+    assert any("out of memory" in r.getMessage() for r in caplog.records)
+
+
+def test_oom_at_floor_raises_clear_error(realtime):
+    engine = OOMAbove(realtime, max_side=8)
+    with pytest.raises(tiling.TileOutOfMemoryError, match="out of memory"):
+        tiling.upscale_image(engine, _bhwc(64, 64), tile_size=64)
+
+
+class Cancelled(Exception):
+    pass
+
+
+def test_cancel_between_tiles_then_next_run_works(realtime):
+    image = _bhwc(64, 64, batch=2)
+    calls = []
+
+    def counting(lr):
+        calls.append(1)
+        return realtime(lr)
+
+    counting.scale, counting.window, counting.exact_halo = realtime.scale, 1, realtime.exact_halo
+    counting.device, counting.min_tile, counting.max_tile = realtime.device, None, None
+    checks = []
+
+    def interrupt():
+        checks.append(1)
+        if len(checks) == 3:
+            raise Cancelled("user pressed cancel")
+
+    with pytest.raises(Cancelled, match="user pressed cancel"):
+        tiling.upscale_image(counting, image, tile_size=16, batch_chunk=1, check_interrupt=interrupt)
+    assert len(calls) == 2  # stopped at once: no tile after the interrupt
+    steps = []
+    out = tiling.upscale_image(counting, image, tile_size=32, batch_chunk=1, check_interrupt=lambda: None,
+                               progress=lambda d, t: steps.append((d, t)))
+    assert max_abs(out, _whole(realtime, image)) <= 1e-5
+    assert steps == [(i, 8) for i in range(1, 9)]  # 4 tiles x 2 batch chunks, one step each
+
+
+def test_rgba_and_grayscale(realtime):
+    rgb = _bhwc(40, 52, batch=2)
+    alpha = torch.linspace(0, 1, 52).expand(2, 40, 52).clone()
+    alpha[:, :10] = 1.0
+    rgba = torch.cat([rgb, alpha[..., None]], dim=-1)
+    out = tiling.upscale_image(realtime, rgba, tile_size=16)
+    assert out.shape == (2, 80, 104, 4)
+    assert max_abs(out[..., :3], _whole(realtime, rgb)) <= 1e-5
+    bicubic = F.interpolate(alpha[:, None], scale_factor=2, mode="bicubic", align_corners=False)[:, 0].clamp(0, 1)
+    assert max_abs(out[..., 3], bicubic) <= 1e-6  # tiled alpha == whole-image bicubic
+    assert torch.all(out[:, :16, :, 3] == 1.0)  # opaque stays exactly opaque, borders included
+
+    gray = rgb[..., :1].contiguous()
+    out_gray = tiling.upscale_image(realtime, gray, tile_size=32)
+    assert out_gray.shape == (2, 80, 104, 3)
+    assert max_abs(out_gray, _whole(realtime, gray.expand(-1, -1, -1, 3))) <= 1e-5
+
+
+class Profiled:
+    """A real engine behind a fixed shape profile (like a TensorRT engine): input sides must be
+    multiples of 16 inside [min_tile, max_tile]."""
+
+    def __init__(self, engine, min_tile, max_tile):
+        self.engine = engine
+        self.scale, self.window, self.exact_halo = engine.scale, engine.window, engine.exact_halo
+        self.device, self.min_tile, self.max_tile = engine.device, min_tile, max_tile
+        self.shapes = set()
+
+    def __call__(self, lr):
+        h, w = lr.shape[-2:]
+        assert h % 16 == 0 and w % 16 == 0 and self.min_tile <= min(h, w) and max(h, w) <= self.max_tile, (h, w)
+        self.shapes.add((h, w))
+        return self.engine(lr)
+
+
+def test_engine_shape_profile_is_respected(realtime):
+    image = _bhwc(75, 90)
+    engine = Profiled(realtime, min_tile=32, max_tile=64)
+    out = tiling.upscale_image(engine, image, tile_size=0, free_memory=lambda: 1 << 40)
+    # contexts grow into the image instead of padding, so the result stays exact
+    assert max_abs(out, _whole(realtime, image)) <= 1e-5
+    small = _bhwc(20, 24)  # smaller than min_tile: replicate padding, result approximate at edges
+    out_small = tiling.upscale_image(Profiled(realtime, 32, 64), small)
+    assert out_small.shape == (1, 40, 48, 3)
+    assert psnr(out_small, _whole(realtime, small)) > 25
+
+
+def test_auto_tile_size_follows_free_memory(realtime):
+    small = tiling.auto_tile_size(realtime, 1, 64 << 20)
+    large = tiling.auto_tile_size(realtime, 1, 8 << 30)
+    assert small % 16 == 0 and large % 16 == 0 and tiling.MIN_TILE <= small < large
+    assert tiling.auto_tile_size(realtime, 4, 8 << 30) < large
+    assert tiling.auto_tile_size(realtime, 1, 0) == tiling.MIN_TILE
+    # auto tile on a tiny memory budget still gives the exact result
+    image = _bhwc(50, 60)
+    out = tiling.upscale_image(realtime, image, free_memory=lambda: 40 << 20)
+    assert max_abs(out, _whole(realtime, image)) <= 1e-5
