@@ -10,11 +10,10 @@ import os
 
 import torch
 
-# Peak activation bytes per LR pixel of one image in float32, measured as the peak RSS growth
-# of one CPU forward pass on a 256x256 and a 512x512 input (benchmarks/tiling.py --memory),
-# rounded up. They scale with the scale factor only through the HR-side layers, so the x4
-# figures are used for every scale (x8 adds a margin below). Low-precision dtypes halve the
-# activations.
+# Planning figure, bytes per LR pixel of one image in float32. Measured peak RSS growth of one
+# CPU forward pass (384x384 LR, the larger of x2/x4; `python benchmarks/tiling.py --memory`): realtime 0.9 KB, stream 2.2 KB, photo 2.8 KB,
+# pro 3.5 KB. The table keeps a ~3-4x margin for GPU allocator fragmentation, cuDNN workspaces
+# and attention kernels that materialise the 256x256 window scores. Low precision halves it.
 _FP32_BYTES_PER_LR_PIXEL = {
     "realtime": 3_000,
     "stream": 6_000,

@@ -110,7 +110,7 @@ def plan_grid(engine, height: int, width: int, tile_size: int, batch: int, halo:
     """The tile grid used for every frame (one tile covering the frame when it fits), within
     the engine's shape profile (min_tile / max_tile) like the image runner's. ``batch``: frames
     per decode call, for the memory estimate of an auto tile size."""
-    multiple, min_side, max_side = tiling._engine_shape_rules(engine)
+    multiple, min_side, max_side = tiling.engine_shape_rules(engine)
     halo = tiling.default_halo(engine) if halo is None else int(halo)
     if max_side is not None and max_side - 2 * halo < tiling.ALIGN:
         halo = max(0, (max_side - tiling.ALIGN) // 2 // tiling.ALIGN * tiling.ALIGN)

@@ -20,7 +20,6 @@ towards the image interior, and only an image smaller than the profile's minimum
 
 from __future__ import annotations
 
-import logging
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -201,7 +200,7 @@ def paste_interior(out_bhwc: torch.Tensor, hr_bchw: torch.Tensor, tile: Tile, sc
 
 # -- defaults --------------------------------------------------------------------------------
 
-def _engine_shape_rules(engine) -> tuple[int, int, int | None]:
+def engine_shape_rules(engine) -> tuple[int, int, int | None]:
     """(side multiple, min side, max side) that context boxes must satisfy for this engine."""
     min_tile = getattr(engine, "min_tile", None)
     max_tile = getattr(engine, "max_tile", None)
@@ -212,7 +211,7 @@ def _engine_shape_rules(engine) -> tuple[int, int, int | None]:
 def default_halo(engine) -> int:
     """exact_halo for local networks (rounded up to the window); the measured default else."""
     window = max(1, int(getattr(engine, "window", 1) or 1))
-    multiple, _, _ = _engine_shape_rules(engine)
+    multiple, _, _ = engine_shape_rules(engine)
     step = max(window, multiple)
     exact = getattr(engine, "exact_halo", None)
     if exact is not None:
@@ -246,7 +245,7 @@ def auto_tile_size(engine, batch: int, free_bytes: int, halo: int | None = None)
     side = int(math.sqrt(budget / per_px)) - 2 * halo
     device = torch.device(getattr(engine, "device", "cpu"))
     cap = _MAX_AUTO_TILE.get(device.type, _MAX_AUTO_TILE_DEFAULT)
-    _, _, max_side = _engine_shape_rules(engine)
+    _, _, max_side = engine_shape_rules(engine)
     if max_side is not None:
         cap = min(cap, max_side - 2 * halo)
     tile = min(cap, side) // ALIGN * ALIGN
@@ -300,7 +299,7 @@ def upscale_image(engine, image: torch.Tensor, *, tile_size: int = 0, halo: int 
         raise ValueError("image batch is empty")
     scale = int(engine.scale)
     halo = default_halo(engine) if halo is None else int(halo)
-    multiple, min_side, max_side = _engine_shape_rules(engine)
+    multiple, min_side, max_side = engine_shape_rules(engine)
     if max_side is not None and max_side - 2 * halo < ALIGN:
         halo = max(0, (max_side - ALIGN) // 2 // ALIGN * ALIGN)
         logger.warning("ParagonSR2: halo reduced to %d px to fit the engine's max tile %d", halo, max_side)

@@ -108,7 +108,7 @@ def load_model_handle(name: str, sharpness="auto", precision: str = "auto", *, w
     return handle, cached[1]
 
 
-def _device_choices() -> list[str]:
+def device_choices() -> list[str]:
     choices = ["auto", "cpu"]
     if torch.cuda.is_available():
         choices += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
@@ -207,7 +207,7 @@ class ParagonSR2Upscale:
                     "default": -1, "min": -1, "max": 512, "step": 1,
                     "tooltip": "Context margin around each tile in input pixels. -1 = auto (exact "
                                "for realtime/stream, a measured safe width for photo/pro)."}),
-                "device": (_device_choices(), {
+                "device": (device_choices(), {
                     "default": "auto",
                     "tooltip": "Where to compute. auto = ComfyUI's device (the GPU when there is one)."}),
             },

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..engines import scene_cuts, temporal
 from ..engines.base import ModelHandle
 from . import comfy_bridge as bridge
-from .image_nodes import CATEGORY, _device_choices, engine_for
+from .image_nodes import CATEGORY, device_choices, engine_for
 
 STATE_TYPE = "PARAGONSR2_TEMPORAL_STATE"
 
@@ -70,7 +70,7 @@ class ParagonSR2VideoUpscale:
                     "tooltip": "The temporal_state output of the node that upscaled the previous batch "
                                "of the same video; continues it seamlessly. Ignored (with a log note) "
                                "if the model, frame size or tiles differ."}),
-                "device": (_device_choices(), {
+                "device": (device_choices(), {
                     "default": "auto",
                     "tooltip": "Where to compute. auto = ComfyUI's device (the GPU when there is one)."}),
             },

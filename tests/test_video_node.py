@@ -150,7 +150,7 @@ def test_example_workflow_matches_the_nodes(pack):
     import json
     from packlib import PACK_ROOT
 
-    workflow = json.loads((PACK_ROOT / "example_workflows" / "video_upscale.json").read_text())
+    workflow = json.loads((PACK_ROOT / "example_workflows" / "ParagonSR2_video_upscale.json").read_text())
     nodes = {n["id"]: n for n in workflow["nodes"]}
     core = {"LoadImage", "ImageFromBatch", "ImageBatch", "SaveAnimatedWEBP", "MarkdownNote"}
     assert {n["type"] for n in nodes.values()} <= core | set(pack.NODE_CLASS_MAPPINGS)
