@@ -42,6 +42,13 @@ def _is_safetensors(path: Path) -> bool:
     return 0 < header_len <= path.stat().st_size - 8
 
 
+def _is_torch_file(path: Path) -> bool:
+    """torch.save writes a zip archive (current) or a pickle (protocol 2+, legacy)."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    return head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"
+
+
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict]:
     """Return (raw object, metadata) from a model file; never executes code in the file."""
     path = Path(path)
@@ -60,20 +67,31 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict]:
             raise ModelLoadError(f"{path.name}: damaged or truncated .safetensors file ({_first_line(exc)})") from None
     if path.suffix.lower() in SAFETENSORS_SUFFIXES:
         raise ModelLoadError(f"{path.name}: not a valid .safetensors file (bad header)")
+    if not _is_torch_file(path):
+        raise ModelLoadError(
+            f"{path.name}: not a model file (neither .safetensors nor a PyTorch zip archive or pickle)"
+        )
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         text = str(exc)
-        if "Weights only load failed" in text or "Unsupported global" in text:
+        if "Unsupported global" in text or "GLOBAL" in text or "REDUCE" in text:
             raise ModelLoadError(
                 f"{path.name}: the file contains Python objects other than tensors (possibly code); "
                 "it was refused and nothing in it was executed. Convert it to .safetensors with a "
                 "tool you trust, or use a file from a trusted source."
             ) from None
-        raise ModelLoadError(f"{path.name}: not a PyTorch model file ({_first_line(exc)})") from None
+        raise ModelLoadError(f"{path.name}: damaged or not a PyTorch model file ({_detail(exc)})") from None
     except Exception as exc:
-        raise ModelLoadError(f"{path.name}: not a readable PyTorch model file ({_first_line(exc)})") from None
+        raise ModelLoadError(f"{path.name}: damaged or truncated PyTorch model file ({_first_line(exc)[:120]})") from None
     return obj, {}
+
+
+def _detail(exc: BaseException) -> str:
+    """The specific part of torch's long weights-only message (e.g. 'Unsupported operand 197')."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    specific = [line for line in lines if line.startswith("Unsupported")]
+    return specific[0][:200] if specific else _first_line(exc)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -171,8 +171,16 @@ def _write_bad(kind, tmp_path):
         return p, ["empty"]
     if kind == "random_pth":
         p = tmp_path / "random.pth"
-        p.write_bytes(os.urandom(4096))
-        return p, ["not"]
+        p.write_bytes(b"\x13" + os.urandom(4095))
+        return p, ["not a model file"]
+    if kind == "random_pickle":
+        p = tmp_path / "random_pickle.pth"  # looks like a legacy pickle, then garbage
+        p.write_bytes(b"\x80\x02\xc5" + os.urandom(4093))  # 0xc5 is no pickle opcode
+        return p, ["damaged or not a PyTorch model file"]
+    if kind == "jpeg":
+        p = tmp_path / "photo.pth"
+        p.write_bytes(b"\xff\xd8\xff\xe0" + os.urandom(1000))
+        return p, ["not a model file"]
     if kind == "random_safetensors":
         p = tmp_path / "random.safetensors"
         p.write_bytes(b"\x00" * 8 + os.urandom(4096))
@@ -210,7 +218,7 @@ def _write_bad(kind, tmp_path):
     return p, words
 
 
-BAD_KINDS = ["empty", "random_pth", "random_safetensors", "truncated", "esrgan", "missing_tensor",
+BAD_KINDS = ["empty", "random_pth", "random_pickle", "jpeg", "random_safetensors", "truncated", "esrgan", "missing_tensor",
              "extra_tensor", "wrong_shape", "non_tensor"]
 
 
