@@ -59,21 +59,28 @@ def test_reference_case_in_onnxruntime(reference_case):
     model, io = load_reference(reference_case)
     h, w = io["x0"].shape[-2:]
     video = _session(ox.export_onnx(model, video=True, static_hw=(h, w)))
-    image = _session(ox.export_onnx(model, video=False, static_hw=(h, w)))
+    # The image graph is the video graph minus the blend (and proven identical to it at
+    # temporal_alpha = 0 below); pro exports are the slowest, so pro's image graph is checked
+    # at one scale only.
+    image = None
+    if reference_case["variant"] != "pro" or reference_case["scale"] == 2:
+        image = _session(ox.export_onnx(model, video=False, static_hw=(h, w)))
     c = model.num_feat
     zeros1, zeros2 = torch.zeros(1, c, h, w), torch.zeros(2, c, h, w)
     out0, feat0 = _run_video(video, io["x0"], zeros1, 0.0)
     outb, _ = _run_video(video, io["xb"], zeros2, 0.0)
     out1, feat1 = _run_video(video, io["x1"], torch.from_numpy(feat0), reference_case["temporal_alpha"])
-    (y_single,) = image.run(None, {"input": io["x0"].numpy()})
-    (y_batch,) = image.run(None, {"input": io["xb"].numpy()})
     t = torch.from_numpy
-    errors = {"image.y_single": max_abs(t(y_single), io["y_single"]),
-              "image.y_batch": max_abs(t(y_batch), io["y_batch"]),
-              "video.y_single": max_abs(t(out0), io["y_single"]),
-              "video.y_batch": max_abs(t(outb), io["y_batch"]),
-              "out0": max_abs(t(out0), io["out0"]), "feat0": max_abs(t(feat0), io["feat0"]),
-              "out1": max_abs(t(out1), io["out1"]), "feat1": max_abs(t(feat1), io["feat1"])}
+    errors = {}
+    if image is not None:
+        (y_single,) = image.run(None, {"input": io["x0"].numpy()})
+        (y_batch,) = image.run(None, {"input": io["xb"].numpy()})
+        errors.update({"image.y_single": max_abs(t(y_single), io["y_single"]),
+                       "image.y_batch": max_abs(t(y_batch), io["y_batch"])})
+    errors.update({"video.y_single": max_abs(t(out0), io["y_single"]),
+                   "video.y_batch": max_abs(t(outb), io["y_batch"]),
+                   "out0": max_abs(t(out0), io["out0"]), "feat0": max_abs(t(feat0), io["feat0"]),
+                   "out1": max_abs(t(out1), io["out1"]), "feat1": max_abs(t(feat1), io["feat1"])})
     print(reference_case["case"], {k: f"{v:.1e}" for k, v in errors.items()})
     assert max(errors.values()) <= 1e-4, errors
 
