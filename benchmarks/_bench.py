@@ -8,8 +8,6 @@ user sees on an idle machine. Both are medians of several runs after warm-up.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import statistics
 import sys
 import threading
@@ -23,19 +21,8 @@ PACK_ROOT = Path(__file__).resolve().parents[1]
 PACK_NAME = "paragonsr2_pack"
 
 
-def submodule(dotted: str):
-    """A module of the pack imported as a package (as ComfyUI does), e.g. "engines.tiling"."""
-    if PACK_NAME not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            PACK_NAME, PACK_ROOT / "__init__.py", submodule_search_locations=[str(PACK_ROOT)])
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[PACK_NAME] = module
-        try:
-            spec.loader.exec_module(module)
-        except BaseException:
-            del sys.modules[PACK_NAME]
-            raise
-    return importlib.import_module(f"{PACK_NAME}.{dotted}")
+sys.path.insert(0, str(PACK_ROOT))
+from paragonsr2 import submodule  # noqa: E402  (the launcher imports the pack as ComfyUI does)
 
 
 def optional_submodule(dotted: str):

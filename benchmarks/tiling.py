@@ -10,8 +10,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import statistics
 import sys
 import time
@@ -24,13 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PACK = "paragonsr2_pack"
 
 
-def submodule(dotted: str):
-    if PACK not in sys.modules:
-        spec = importlib.util.spec_from_file_location(PACK, ROOT / "__init__.py", submodule_search_locations=[str(ROOT)])
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[PACK] = module
-        spec.loader.exec_module(module)
-    return importlib.import_module(f"{PACK}.{dotted}")
+sys.path.insert(0, str(ROOT))
+from paragonsr2 import submodule  # noqa: E402  (the launcher imports the pack as ComfyUI does)
 
 
 def reference_model(variant: str, scale: int = 2):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import sys
 from pathlib import Path
 
 import torch
@@ -20,26 +19,44 @@ TEST_DATA = Path(__file__).resolve().parent / "data"
 _SHARED_REFERENCE = PACK_ROOT.parent / "shared" / "reference"
 
 
-def import_pack(name: str = PACK_NAME):
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(
-        name, PACK_ROOT / "__init__.py", submodule_search_locations=[str(PACK_ROOT)]
-    )
+def _load_launcher():
+    """paragonsr2.py holds the one implementation of "import the pack like ComfyUI does"."""
+    spec = importlib.util.spec_from_file_location("paragonsr2_launcher", PACK_ROOT / "paragonsr2.py")
     module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[name]
-        raise
+    spec.loader.exec_module(module)
     return module
+
+
+_LAUNCHER = _load_launcher()
+
+
+def import_pack(name: str = PACK_NAME):
+    return _LAUNCHER.import_pack(name)
 
 
 def submodule(dotted: str):
     """A module of the pack, e.g. submodule("engines.tiling")."""
-    import_pack()
-    return importlib.import_module(f"{PACK_NAME}.{dotted}")
+    return _LAUNCHER.submodule(dotted, PACK_NAME)
+
+
+def node_defaults(node_cls, **given) -> dict:
+    """Arguments as ComfyUI builds them: widget defaults (first combo entry) plus the given
+    links and values."""
+    args = {}
+    for section in ("required", "optional"):
+        for name, (kind, *opts) in node_cls.INPUT_TYPES().get(section, {}).items():
+            if name in given:
+                args[name] = given[name]
+            elif isinstance(kind, list):
+                args[name] = (opts[0] if opts else {}).get("default", kind[0])
+            elif kind in ("INT", "FLOAT", "STRING", "BOOLEAN"):
+                args[name] = opts[0]["default"]
+    return args
+
+
+def run_node(node_cls, **given):
+    """Call a node class the way ComfyUI does: a fresh instance, FUNCTION, keyword inputs."""
+    return getattr(node_cls(), node_cls.FUNCTION)(**node_defaults(node_cls, **given))
 
 
 def reference_dir() -> Path:

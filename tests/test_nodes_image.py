@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from packlib import import_pack, load_reference, max_abs, natural_image, psnr, reference_cases, submodule
+from packlib import import_pack, load_reference, max_abs, natural_image, node_defaults, psnr, reference_cases, run_node, submodule
 
 image_nodes = submodule("nodes.image_nodes")
 bridge = submodule("nodes.comfy_bridge")
@@ -19,24 +19,8 @@ STANDIN = Path(__file__).resolve().parent / "comfy_standin"
 STANDIN_MODULES = ("comfy", "folder_paths", "paragonsr2_pack_in_comfyui")
 
 
-def defaults(node_cls, **given):
-    """Arguments as ComfyUI builds them: widget defaults (first combo entry) plus links."""
-    spec = node_cls.INPUT_TYPES()
-    args = {}
-    for section in ("required", "optional"):
-        for name, (kind, *opts) in spec.get(section, {}).items():
-            if name in given:
-                args[name] = given[name]
-            elif isinstance(kind, list):
-                args[name] = (opts[0] if opts else {}).get("default", kind[0])
-            elif kind in ("INT", "FLOAT", "STRING", "BOOLEAN"):
-                args[name] = opts[0]["default"]
-    return args
-
-
-def run(node_cls, **given):
-    node = node_cls()
-    return getattr(node, node_cls.FUNCTION)(**defaults(node_cls, **given))
+defaults = node_defaults
+run = run_node
 
 
 def bhwc(x_bchw):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from packlib import max_abs, natural_image, submodule
+from packlib import max_abs, natural_image, node_defaults, run_node, submodule
 
 trt_nodes = submodule("nodes.tensorrt_nodes")
 base = submodule("engines.base")
@@ -17,21 +17,8 @@ build = submodule("engines.tensorrt_build")
 REASON = build.unavailable_reason()
 
 
-def _defaults(node_cls, **given):
-    args = {}
-    for section in ("required", "optional"):
-        for name, (kind, *opts) in node_cls.INPUT_TYPES().get(section, {}).items():
-            if name in given:
-                args[name] = given[name]
-            elif isinstance(kind, list):
-                args[name] = (opts[0] if opts else {}).get("default", kind[0])
-            elif kind in ("INT", "FLOAT", "STRING", "BOOLEAN"):
-                args[name] = opts[0]["default"]
-    return args
-
-
-def _run(node_cls, **given):
-    return getattr(node_cls(), node_cls.FUNCTION)(**_defaults(node_cls, **given))
+_defaults = node_defaults
+_run = run_node
 
 
 @pytest.fixture(scope="module")

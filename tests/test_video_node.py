@@ -8,7 +8,7 @@ import logging
 import pytest
 import torch
 
-from packlib import load_reference, max_abs, natural_image, reference_cases, submodule
+from packlib import load_reference, max_abs, natural_image, node_defaults, reference_cases, run_node, submodule
 
 video_nodes = submodule("nodes.video_nodes")
 image_nodes = submodule("nodes.image_nodes")
@@ -17,22 +17,8 @@ temporal = submodule("engines.temporal")
 Node = video_nodes.ParagonSR2VideoUpscale
 
 
-def defaults(node_cls, **given):
-    """Arguments as ComfyUI builds them: widget defaults plus the given links/values."""
-    args = {}
-    for section, inputs in node_cls.INPUT_TYPES().items():
-        for name, (kind, *opts) in inputs.items():
-            if name in given:
-                args[name] = given[name]
-            elif isinstance(kind, list):
-                args[name] = (opts[0] if opts else {}).get("default", kind[0])
-            elif kind in ("INT", "FLOAT", "STRING", "BOOLEAN"):
-                args[name] = opts[0]["default"]
-    return args
-
-
-def call(node_cls, **given):
-    return getattr(node_cls(), node_cls.FUNCTION)(**defaults(node_cls, **given))
+defaults = node_defaults
+call = run_node
 
 
 def to_image(x_bchw):
