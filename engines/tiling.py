@@ -183,7 +183,10 @@ def crop_context(x_bchw: torch.Tensor, tile: Tile) -> torch.Tensor:
     crop = crop[..., tile.cx0:tile.cx1] if cols is None else crop.index_select(3, cols)
     if tile.pad_y or tile.pad_x:
         return F.pad(crop.float(), (0, tile.pad_x, 0, tile.pad_y), mode="replicate")
-    return crop.contiguous()
+    # Keep the caller's memory format: a channels-last frame stays channels-last (no copy when
+    # the tile covers the whole frame). Engines that need NCHW buffers make them themselves.
+    channels_last = x_bchw.dim() == 4 and x_bchw.is_contiguous(memory_format=torch.channels_last)
+    return crop.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
 
 def paste_interior(out_bhwc: torch.Tensor, hr_bchw: torch.Tensor, tile: Tile, scale: int,

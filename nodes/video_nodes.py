@@ -62,8 +62,8 @@ class ParagonSR2VideoUpscale:
                 "frames_per_chunk": ("INT", {
                     "default": 0, "min": 0, "max": 256, "step": 1,
                     "tooltip": f"Frames run through the network together. 0 = auto: chunks of "
-                               f"{temporal.DEFAULT_CHUNK}, decoded whole on a GPU and one frame at a time "
-                               "on the CPU (fastest there). Larger = more memory."}),
+                               f"{temporal.DEFAULT_CHUNK} on a GPU, one frame at a time on the CPU "
+                               "(fastest there: the features stay in the cache). Larger = more memory."}),
             },
             "optional": {
                 "temporal_state": (STATE_TYPE, {
