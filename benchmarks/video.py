@@ -71,7 +71,7 @@ def bench_speed(model, name: str, runs: int, size: int = 256, frames_n: int = 16
     frames = synthetic_clip(size, size, frames_n)
     methods = {"frame by frame (model forward)": lambda: frame_by_frame(engine.model, frames, 0.2)}
     for chunk in (0, 1, 2, 4, 8):
-        label = "pipeline auto (chunk 8, decode 1)" if chunk == 0 else f"pipeline chunk={chunk}"
+        label = "pipeline auto (1 frame per chunk on CPU)" if chunk == 0 else f"pipeline chunk={chunk}"
         methods[label] = (
             lambda c=chunk: temporal.upscale_video(engine, frames, frames_per_chunk=c, tile_size=size))
     wall = {k: [] for k in methods}
