@@ -12,6 +12,7 @@ or no file, never a torn one; writers of the same key serialise on a lock file.
 from __future__ import annotations
 
 import hashlib
+import contextlib
 import json
 import logging
 import os
@@ -115,7 +116,7 @@ def atomic_write_bytes(path: Path, data: bytes, *, writer: Callable = _write_all
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
-        with _suppress():
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
     _fsync_dir(path.parent)
@@ -125,20 +126,12 @@ def _fsync_dir(folder: Path) -> None:
     """Make the rename itself durable (POSIX); Windows has no directory handles to sync."""
     if os.name != "posix":
         return
-    with _suppress():
+    with contextlib.suppress(OSError):
         fd = os.open(folder, os.O_RDONLY)
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
-
-
-class _suppress:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        return exc_type is not None and issubclass(exc_type, OSError)
 
 
 class KeyLock:
@@ -161,7 +154,7 @@ class KeyLock:
                 os.write(self._fd, f"{os.getpid()}\n".encode())
                 return self
             except FileExistsError:
-                with _suppress():
+                with contextlib.suppress(OSError):
                     if time.time() - self.path.stat().st_mtime > _STALE_LOCK_S:
                         logger.warning("ParagonSR2: removing stale engine lock %s", self.path)
                         os.unlink(self.path)
@@ -172,7 +165,7 @@ class KeyLock:
 
     def __exit__(self, *exc):
         os.close(self._fd)
-        with _suppress():
+        with contextlib.suppress(OSError):
             os.unlink(self.path)
 
 

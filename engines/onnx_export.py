@@ -29,6 +29,7 @@ import warnings
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 ALIGN = 16
@@ -51,6 +52,15 @@ TENSORRT_OPS = frozenset({
     "Resize", "Shape", "Sigmoid", "Slice", "Softmax", "Split", "Sqrt", "Squeeze", "Sub",
     "Transpose", "Unsqueeze", "Where",
 })
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Replicate-pad (B, C, h, w) at the bottom/right to multiples of ``multiple``."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if not (ph or pw):
+        return x
+    return F.pad(x, (0, pw, 0, ph), mode="replicate")
 
 
 class ExportError(RuntimeError):

@@ -20,9 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from .onnx_export import ALIGN, ALPHA, FEATURE, INPUT, OUTPUT, PRECISIONS, PREV_FEAT, export_onnx
+from .onnx_export import ALPHA, FEATURE, INPUT, OUTPUT, PRECISIONS, PREV_FEAT, export_onnx, pad_to_multiple
 
 logger = logging.getLogger("ParagonSR2")
 
@@ -43,15 +42,6 @@ def _require_ort():
 def default_providers() -> list[str]:
     available = set(_require_ort().get_available_providers())
     return [p for p in PREFERRED_PROVIDERS if p in available] or ["CPUExecutionProvider"]
-
-
-def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Replicate-pad (B, C, h, w) at the bottom/right to multiples of ``multiple``."""
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    if not (ph or pw):
-        return x
-    return F.pad(x, (0, pw, 0, ph), mode="replicate")
 
 
 class OnnxRuntimeEngine:

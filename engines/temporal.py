@@ -69,8 +69,8 @@ def _engine_key(engine) -> str:
 
 
 def _grid_key(tiles) -> tuple:
-    return tuple((t.y0, t.y1, t.x0, t.x1, t.cy0, t.cy1, t.cx0, t.cx1, getattr(t, "pad_y", 0),
-                  getattr(t, "pad_x", 0)) for t in tiles)
+    return tuple((t.y0, t.y1, t.x0, t.x1, t.cy0, t.cy1, t.cx0, t.cx1, t.pad_y, t.pad_x)
+                 for t in tiles)
 
 
 def _state_matches(state: TemporalState | None, key: str, height: int, width: int) -> bool:
@@ -157,8 +157,7 @@ def _frames_to_rgb(chunk: torch.Tensor) -> torch.Tensor:
     """(n, H, W, C) IMAGE slice, C = 1, 3 or 4 -> (n, 3, H, W) float32 RGB (gray replicated),
     in channels-last memory: the layout the IMAGE already has and the torch fast path computes
     in, so no copy is made on the way in and none on the way to the network."""
-    x = chunk[..., :3] if chunk.shape[-1] >= 3 else chunk[..., :1].expand(*chunk.shape[:-1], 3)
-    return x.permute(0, 3, 1, 2).float().contiguous(memory_format=torch.channels_last)
+    return tiling.as_rgb_bchw(chunk).float().contiguous(memory_format=torch.channels_last)
 
 
 def _upscale_alpha(chunk: torch.Tensor, scale: int) -> torch.Tensor:
@@ -234,11 +233,11 @@ def upscale_video(engine, frames: torch.Tensor, *, temporal_strength: float = DE
         tiles = state.tiles  # auto tiling: keep the grid the state was made with
     else:
         tiles = plan_grid(engine, height, width, tile_size, decode_batch, halo, free_memory)
-        if reuse and _grid_key(tiles) != _grid_key(state.tiles):
-            logger.warning("ParagonSR2 video: the temporal state was made with another tile grid;"
-                           " starting a fresh state")
-            reuse = False
     signature = (key, height, width, _grid_key(tiles))
+    if reuse and signature[3] != state.signature[3]:
+        logger.warning("ParagonSR2 video: the temporal state was made with another tile grid;"
+                       " starting a fresh state")
+        reuse = False
 
     tile_state = [None] * len(tiles)
     prev_thumb, prev_frame, seen = None, None, 0

@@ -20,10 +20,9 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 
 from .engine_cache import EngineCache, Profile, cache_dir, engine_facts
-from .onnx_export import ALIGN, ALPHA, FEATURE, INPUT, OUTPUT, PRECISIONS, PREV_FEAT, export_onnx
+from .onnx_export import ALIGN, ALPHA, FEATURE, INPUT, OUTPUT, PRECISIONS, PREV_FEAT, export_onnx, pad_to_multiple
 from .tensorrt_build import (INSTALL_HINT, TensorRTUnavailable, build_serialized_engine, gpu_facts,
                              import_tensorrt, make_logger, unavailable_reason)
 
@@ -55,6 +54,9 @@ class TensorRTEngine:
         if set(names) != expected:
             raise RuntimeError(f"engine I/O {sorted(names)} does not match a ParagonSR2 "
                                f"{'video' if video else 'image'} graph {sorted(expected)}")
+        for name in names:  # fixed properties of the engine: check them once, not per call
+            if self.engine.get_tensor_dtype(name) != trt.DataType.FLOAT:
+                raise RuntimeError(f"engine tensor {name} is not float32; rebuild it with this version")
         self.variant = model.variant
         self.scale = int(model.scale)
         self.num_feat = int(model.num_feat)
@@ -69,6 +71,8 @@ class TensorRTEngine:
         self.min_tile, self.max_tile = max(lo[2], lo[3]), min(hi[2], hi[3])
         self.min_batch, self.max_batch = int(lo[0]), int(hi[0])
         self.conv_in = copy.deepcopy(model.conv_in).to(self.device, self.dtype).eval().requires_grad_(False)
+        # temporal_alpha is only ever 0 (first frame, image use) or 1 (decode): make both once.
+        self._alphas = {a: torch.tensor(a, dtype=torch.float32, device=self.device) for a in (0.0, 1.0)}
         self._lock = threading.Lock()  # one execution context: one call at a time
 
     # -- one engine call ---------------------------------------------------------------------
@@ -81,12 +85,12 @@ class TensorRTEngine:
     def _execute(self, x: torch.Tensor, feat: torch.Tensor | None, alpha: float) -> dict[str, torch.Tensor]:
         b, _, h, w = x.shape
         self._check(b, h, w)
-        ctx, trt = self.context, self._trt
+        ctx = self.context
         tensors = {INPUT: x}
         ctx.set_input_shape(INPUT, tuple(x.shape))
         if self.video:
             tensors[PREV_FEAT] = feat
-            tensors[ALPHA] = torch.tensor(alpha, dtype=torch.float32, device=self.device)
+            tensors[ALPHA] = self._alphas[alpha]
             ctx.set_input_shape(PREV_FEAT, tuple(feat.shape))
         missing = ctx.infer_shapes()
         if missing:
@@ -94,8 +98,6 @@ class TensorRTEngine:
         for name in [OUTPUT] + ([FEATURE] if self.video else []):
             tensors[name] = torch.empty(tuple(ctx.get_tensor_shape(name)), dtype=torch.float32, device=self.device)
         for name, t in tensors.items():
-            if self.engine.get_tensor_dtype(name) != trt.DataType.FLOAT:
-                raise RuntimeError(f"engine tensor {name} is not float32; rebuild it with this version")
             if not ctx.set_tensor_address(name, t.data_ptr()):
                 raise RuntimeError(f"TensorRT refused the address of {name}")
         current = torch.cuda.current_stream(self.device)
@@ -108,14 +110,11 @@ class TensorRTEngine:
         return tensors
 
     def _run(self, lr: torch.Tensor, feat: torch.Tensor | None, alpha: float, want: str) -> torch.Tensor:
-        x = lr.to(self.device, torch.float32)
-        h, w = x.shape[-2:]
-        ph, pw = (-h) % self.align, (-w) % self.align
-        if ph or pw:
-            x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+        h, w = lr.shape[-2:]
+        x = pad_to_multiple(lr.to(self.device, torch.float32), self.align)
         if self.video:
             feat = (torch.zeros(x.shape[0], self.num_feat, *x.shape[-2:], device=self.device) if feat is None
-                    else F.pad(feat.to(self.device, torch.float32), (0, pw, 0, ph), mode="replicate"))
+                    else pad_to_multiple(feat.to(self.device, torch.float32), self.align))
         outs = []
         with self._lock, torch.cuda.device(self.device), torch.inference_mode():
             for start in range(0, x.shape[0], self.max_batch):
@@ -123,7 +122,8 @@ class TensorRTEngine:
                 part = self._execute(x[rows].contiguous(), None if feat is None else feat[rows].contiguous(), alpha)
                 outs.append(part[want])
         factor = self.scale if want == OUTPUT else 1
-        return torch.cat(outs)[:, :, :h * factor, :w * factor]
+        out = outs[0] if len(outs) == 1 else torch.cat(outs)  # no extra copy in the usual case
+        return out[:, :, :h * factor, :w * factor]
 
     # -- Engine protocol -----------------------------------------------------------------------
     def __call__(self, lr: torch.Tensor) -> torch.Tensor:
@@ -161,30 +161,31 @@ def load_or_build(model: torch.nn.Module, *, precision: str = "fp16", profile: P
     label = f"{model.variant}_x{int(model.scale)}_{precision}{'_video' if video else ''}"
     cache = EngineCache(cache_dir(models_dir))
     data = cache.load(facts, label)
+
+    def build_and_store() -> bytes:
+        """Called with the cache lock held."""
+        logger.info("ParagonSR2: building TensorRT engine %s (this takes a few minutes)", label)
+        built = build_serialized_engine(
+            onnx_bytes, profile, num_feat=int(model.num_feat), video=video, workspace_bytes=workspace_bytes,
+            timing_cache=cache.timing_cache_path(trt.__version__, gpu, capability),
+            progress=progress, cancel=cancel)
+        path = cache.store(facts, built, label, extra={"variant": model.variant, "scale": int(model.scale),
+                                                      "precision": precision})
+        logger.info("ParagonSR2: TensorRT engine saved to %s", path)
+        return built
+
     if data is None:
         with cache.lock(facts, label):
             data = cache.load(facts, label)  # another process may have built it meanwhile
             if data is None:
-                logger.info("ParagonSR2: building TensorRT engine %s (this takes a few minutes)", label)
-                data = build_serialized_engine(
-                    onnx_bytes, profile, num_feat=int(model.num_feat), video=video,
-                    workspace_bytes=workspace_bytes,
-                    timing_cache=cache.timing_cache_path(trt.__version__, gpu, capability),
-                    progress=progress, cancel=cancel)
-                path = cache.store(facts, data, label, extra={"variant": model.variant, "scale": int(model.scale),
-                                                            "precision": precision})
-                logger.info("ParagonSR2: TensorRT engine saved to %s", path)
+                data = build_and_store()
     try:
         return TensorRTEngine(data, model=model, precision=precision, video=video)
     except RuntimeError:
         # Same facts but unloadable (e.g. a driver update): rebuild once, replacing the file.
         logger.warning("ParagonSR2: cached engine %s does not load here; rebuilding", label)
         with cache.lock(facts, label):
-            data = build_serialized_engine(
-                onnx_bytes, profile, num_feat=int(model.num_feat), video=video, workspace_bytes=workspace_bytes,
-                timing_cache=cache.timing_cache_path(trt.__version__, gpu, capability),
-                progress=progress, cancel=cancel)
-            cache.store(facts, data, label)
+            data = build_and_store()
         return TensorRTEngine(data, model=model, precision=precision, video=video)
 
 

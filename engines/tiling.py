@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from .memory import bytes_per_lr_pixel, free_memory_bytes
-from .torch_engine import is_out_of_memory, logger, release_cached_memory
+from .torch_engine import _DTYPES, is_out_of_memory, logger, release_cached_memory
 
 ALIGN = 16  # LR granularity of tile origins and sizes (the attention window)
 MIN_TILE = 32  # OOM back-off floor (LR px)
@@ -234,9 +234,7 @@ def _engine_dtype(engine) -> torch.dtype:
     dtype = getattr(engine, "dtype", None)
     if isinstance(dtype, torch.dtype):
         return dtype
-    precision = str(getattr(engine, "precision", "fp32")).lower()
-    return torch.float16 if precision in ("fp16", "float16", "half") else (
-        torch.bfloat16 if precision in ("bf16", "bfloat16") else torch.float32)
+    return _DTYPES.get(str(getattr(engine, "precision", "fp32")).lower(), torch.float32)
 
 
 def auto_tile_size(engine, batch: int, free_bytes: int, halo: int | None = None) -> int:
@@ -257,7 +255,7 @@ def auto_tile_size(engine, batch: int, free_bytes: int, halo: int | None = None)
 
 # -- the runner ------------------------------------------------------------------------------
 
-def _as_rgb_bchw(image: torch.Tensor) -> torch.Tensor:
+def as_rgb_bchw(image: torch.Tensor) -> torch.Tensor:
     """A (B, 3, H, W) view of the colour channels (grayscale replicated) without copying."""
     channels = image.shape[-1]
     rgb = image[..., :3] if channels >= 3 else image.expand(*image.shape[:-1], 3)
@@ -321,7 +319,7 @@ def upscale_image(engine, image: torch.Tensor, *, tile_size: int = 0, halo: int 
     tile = max(ALIGN, min(tile, _round_up(max(height, width), ALIGN)))  # halving starts from what is used
 
     out = torch.empty(batch, height * scale, width * scale, 4 if channels == 4 else 3, dtype=torch.float32)
-    x = _as_rgb_bchw(image)
+    x = as_rgb_bchw(image)
     alpha = image[..., 3] if channels == 4 else None
 
     start = 0  # first image not finished yet: finished chunks survive an out-of-memory retry

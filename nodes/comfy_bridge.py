@@ -147,14 +147,9 @@ def free_memory(device: torch.device | str) -> int:
     device = torch.device(device)
     if IN_COMFYUI:
         return int(_mm.get_free_memory(device))
-    if device.type == "cuda" and torch.cuda.is_available():
-        return int(torch.cuda.mem_get_info(device)[0])
-    try:
-        import psutil
+    from ..engines.memory import free_memory_bytes
 
-        return int(psutil.virtual_memory().available)
-    except ImportError:  # psutil is optional outside ComfyUI
-        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    return free_memory_bytes(device)
 
 
 def make_progress(total: int = 0) -> Callable[[int, int], None]:
