@@ -23,6 +23,8 @@ rebuilt when a parameter changes (data pointer, in-place version counter, dtype,
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
@@ -176,6 +178,13 @@ def stream_block(block: StreamBlock, x):
 
 # -- window attention ----------------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=8)  # interior and edge tile shapes x the two shifts
+def _shared_window_index(h: int, w: int, ws: int, shift: int, batch: int, device):
+    """One index per shape and shift, shared by every block (it depends on nothing else)."""
+    with torch.no_grad(), torch.inference_mode(False):
+        return _window_index(h, w, ws, shift, batch, device)
+
+
 def _window_index(h: int, w: int, ws: int, shift: int, batch: int, device):
     """Token gather for pad + roll(-shift) + partition, its inverse for the real tokens, and
     the windowed positions that hold padding (None when there is none).
@@ -215,9 +224,7 @@ def _attention(owner, x, norm, attn, gamma):
 
     params = [attn.qkv.weight, attn.qkv.bias, attn.proj.weight, attn.proj.bias, norm.scale, norm.bias, gamma]
     wq, bq, pad_qkv, wo, bo = _cached(owner, "attn", params, (x.dtype,), build)
-    index = _cached(attn, "index", [], (h, w, b, x.device),
-                    lambda: _window_index(h, w, ws, attn.shift, b, x.device))
-    gather, scatter, padded = index
+    gather, scatter, padded = _shared_window_index(h, w, ws, attn.shift, b, x.device)
 
     # Partition the C-wide normalised tokens (not the 3C-wide qkv): a third of the copying.
     tokens = _flat(_rms_normalise(x, norm.eps))  # (B*H*W, C)
