@@ -12,7 +12,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from .image_io import CliError
+from .image_io import CliError, to_uint8
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".gif")
 
@@ -74,7 +74,7 @@ class VideoWriter:
 
     def write(self, frames: torch.Tensor) -> None:
         """frames: [N, H, W, 3] float 0..1."""
-        arr = (frames.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+        arr = to_uint8(frames)
         for rgb in arr:
             frame = self._av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
             for packet in self.stream.encode(frame):

@@ -8,10 +8,10 @@ from pathlib import Path
 
 from ..engines.base import ModelHandle
 from . import comfy_bridge as bridge
+from .image_nodes import CATEGORY
 
 logger = logging.getLogger("ParagonSR2")
 
-CATEGORY = "image/upscaling/ParagonSR2"
 TRT_PRECISIONS = ["fp16", "fp32"]
 
 

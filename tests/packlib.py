@@ -73,6 +73,11 @@ def reference_cases() -> list[dict]:
     return json.loads((reference_dir() / "manifest.json").read_text())["cases"]
 
 
+def reference_case_for(variant: str, scale: int = 2) -> dict:
+    """The first manifest case of ``variant`` at ``scale`` (x2 cases exist for every variant)."""
+    return next(c for c in reference_cases() if c["variant"] == variant and c["scale"] == scale)
+
+
 def load_reference(case: dict):
     """(model, io tensors) for one manifest case."""
     from safetensors.torch import load_file

@@ -1,7 +1,6 @@
 """Checkpoint formats, detection of non-default shapes, metadata, and every kind of bad file."""
 
 import os
-import pickle
 from pathlib import Path
 
 import pytest

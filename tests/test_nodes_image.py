@@ -9,18 +9,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from packlib import import_pack, load_reference, max_abs, natural_image, node_defaults, psnr, reference_cases, run_node, submodule
+from packlib import import_pack, load_reference, max_abs, natural_image, psnr, reference_case_for, run_node as run, submodule
 
 image_nodes = submodule("nodes.image_nodes")
 bridge = submodule("nodes.comfy_bridge")
 tiling = submodule("engines.tiling")
-CASES = {c["variant"]: c for c in reference_cases()}
+CASES = {v: reference_case_for(v) for v in ("realtime", "stream", "photo", "pro")}
 STANDIN = Path(__file__).resolve().parent / "comfy_standin"
 STANDIN_MODULES = ("comfy", "folder_paths", "paragonsr2_pack_in_comfyui")
 
 
-defaults = node_defaults
-run = run_node
 
 
 def bhwc(x_bchw):

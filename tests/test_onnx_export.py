@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 
-from packlib import load_reference, max_abs, natural_image, submodule
+from packlib import load_reference, max_abs, natural_image, reference_case_for, submodule
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -43,9 +43,8 @@ def _run_video(sess, x, prev, alpha):
 def _small(arch, variant, scale=2):
     """Small but complete networks (every block type, attention on); random weights with the
     LayerScales raised so every block changes the output."""
-    depth = {"realtime": (1, 2), "stream": (1, 2), "photo": (1, 2), "pro": (1, 2)}[variant]
-    model = arch.build_model(variant, scale, num_groups=depth[0], num_blocks=depth[1])
-    torch.manual_seed(0)
+    torch.manual_seed(0)  # before building: the initial weights are random
+    model = arch.build_model(variant, scale, num_groups=1, num_blocks=2)
     with torch.no_grad():
         for name, p in model.named_parameters():
             if name.endswith("gamma"):
@@ -246,9 +245,7 @@ def test_fp16_graph_close_to_fp32(graphs, key, variant):
 
 def test_reference_fp16_graph_close_to_vectors(arch):
     """fp16 on real (reference) weights, at the reference size: within the fp16 limits."""
-    from packlib import reference_cases
-
-    case = next(c for c in reference_cases() if c["variant"] == "photo")
+    case = reference_case_for("photo")
     model, io = load_reference(case)
     h, w = io["x0"].shape[-2:]
     (y,) = _session(ox.export_onnx(model, precision="fp16", static_hw=(h, w))).run(None, {"input": io["xb"].numpy()})

@@ -16,7 +16,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from packlib import load_reference, max_abs, natural_image, reference_cases, submodule
+from packlib import load_reference, max_abs, natural_image, reference_case_for, submodule
 
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
@@ -26,7 +26,7 @@ base = submodule("engines.base")
 
 
 def _case(variant: str) -> dict:
-    return next(c for c in reference_cases() if c["variant"] == variant and c["scale"] == 2)
+    return reference_case_for(variant)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import logging
 import pytest
 import torch
 
-from packlib import load_reference, max_abs, natural_image, reference_cases, submodule
+from packlib import load_reference, max_abs, natural_image, reference_case_for, submodule
 
 temporal = submodule("engines.temporal")
 scene_cuts = submodule("engines.scene_cuts")
@@ -43,7 +43,7 @@ class ModelEngine:
 
 
 def _case(variant):
-    return next(c for c in reference_cases() if c["variant"] == variant and c["scale"] == 2)
+    return reference_case_for(variant)
 
 
 _MODELS = {}

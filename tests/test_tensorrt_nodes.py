@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from packlib import max_abs, natural_image, node_defaults, run_node, submodule
+from packlib import max_abs, natural_image, run_node as _run, submodule
 
 trt_nodes = submodule("nodes.tensorrt_nodes")
 base = submodule("engines.base")
@@ -17,8 +17,6 @@ build = submodule("engines.tensorrt_build")
 REASON = build.unavailable_reason()
 
 
-_defaults = node_defaults
-_run = run_node
 
 
 @pytest.fixture(scope="module")

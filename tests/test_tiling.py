@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from packlib import load_reference, max_abs, natural_image, psnr, reference_cases, submodule
+from packlib import load_reference, max_abs, natural_image, psnr, reference_case_for, submodule
 
 te = submodule("engines.torch_engine")
 tiling = submodule("engines.tiling")
@@ -15,7 +15,7 @@ PSNR_FLOOR = {"photo": 50.0, "pro": 45.0}
 
 
 def _engine(variant, scale=2):
-    case = next(c for c in reference_cases() if c["variant"] == variant and c["scale"] == scale)
+    case = reference_case_for(variant, scale)
     model, _ = load_reference(case)
     return te.TorchEngine(model, "cpu", "fp32")
 

@@ -5,7 +5,7 @@ import logging
 import pytest
 import torch
 
-from packlib import load_reference, max_abs, natural_image, reference_cases, submodule
+from packlib import load_reference, max_abs, natural_image, reference_case_for, submodule
 
 te = submodule("engines.torch_engine")
 base = submodule("engines.base")
@@ -19,7 +19,7 @@ VARIANTS = ["realtime", "stream", "photo", "pro"]
 
 def _case(variant):
     """One x2 reference case per variant (keeps the suite fast with the full ../shared set)."""
-    return next(c for c in reference_cases() if c["variant"] == variant and c["scale"] == 2)
+    return reference_case_for(variant)
 
 
 def test_pick_device_and_dtype():

@@ -8,7 +8,7 @@ import logging
 import pytest
 import torch
 
-from packlib import load_reference, max_abs, natural_image, node_defaults, reference_cases, run_node, submodule
+from packlib import load_reference, max_abs, natural_image, reference_case_for, run_node as call, submodule
 
 video_nodes = submodule("nodes.video_nodes")
 image_nodes = submodule("nodes.image_nodes")
@@ -17,8 +17,6 @@ temporal = submodule("engines.temporal")
 Node = video_nodes.ParagonSR2VideoUpscale
 
 
-defaults = node_defaults
-call = run_node
 
 
 def to_image(x_bchw):
@@ -32,7 +30,7 @@ def clip(h, w, n, seed=0):
 
 
 def _case(variant):
-    return next(c for c in reference_cases() if c["variant"] == variant and c["scale"] == 2)
+    return reference_case_for(variant)
 
 
 @pytest.fixture(scope="module")
