@@ -2,12 +2,15 @@
 """Video pipeline benchmarks (CPU): speed of batched vs frame-by-frame, memory vs clip length,
 and temporal stability / ghosting on synthetic clips.
 
-    python benchmarks/video.py [--speed] [--memory] [--stability] [--model FILE] [--runs 5]
+    python benchmarks/video.py [--speed [--fresh]] [--memory] [--stability] [--model FILE]
+                               [--variant realtime|stream] [--runs 5] [--size 256]
 
 With no section flag, all three run. Speed: a realtime model (the bundled demo model when
 present) on 256x256 frames; "frame by frame" is the spec's recurrence through the model's own
 forward one frame at a time (batch 1), "pipeline chunk=k" is engines.temporal.upscale_video
-with k frames per encode/decode batch. Median of --runs runs, interleaved. Memory: each clip
+with k frames per call. Median of --runs runs, interleaved, in one process. --fresh adds the
+same comparison with each method in its own fresh process (what a user sees: a script running
+the network alone vs the video node). Memory: each clip
 length runs in a fresh subprocess; peak RSS growth during upscale_video minus the output
 tensor it returns. Stability: see docs/video.md.
 """
@@ -33,9 +36,11 @@ DEMO_MODEL = ROOT / "models" / "ParagonSR2_realtime_x2_demo.safetensors"
 
 
 def load(model_path: str | None, variant: str = "realtime"):
+    """The given model file; else the bundled demo model for realtime, an untrained x2 network
+    (seeded) for the other variants."""
     arch = submodule("paragonsr2_arch")
-    path = Path(model_path) if model_path else DEMO_MODEL
-    if path.is_file():
+    path = Path(model_path) if model_path else (DEMO_MODEL if variant == "realtime" else None)
+    if path is not None and path.is_file():
         return arch.load_model(path), path.name
     torch.manual_seed(0)
     return arch.build_model(variant, 2), f"untrained {variant} x2"
@@ -64,16 +69,16 @@ def frame_by_frame(model, frames: torch.Tensor, alpha: float) -> torch.Tensor:
 
 
 def bench_speed(model, name: str, runs: int, size: int = 256, frames_n: int = 16) -> dict:
-    """frames_per_chunk=k decodes k frames per call; auto (0) decodes one per call on the CPU."""
+    """Same process, interleaved runs: the frame-by-frame forward loop vs upscale_video.
+    frames_per_chunk=k runs k frames per call; auto (0) is one 256x256 frame per call on CPU."""
     temporal = submodule("engines.temporal")
     TorchEngine = submodule("engines.torch_engine").TorchEngine
-    engine = TorchEngine(model, device="cpu", precision="fp32")
+    engine = TorchEngine(model, device="cpu", precision="fp32")  # warms the CPU allocator for both
     frames = synthetic_clip(size, size, frames_n)
     methods = {"frame by frame (model forward)": lambda: frame_by_frame(engine.model, frames, 0.2)}
     for chunk in (0, 1, 2, 4, 8):
-        label = "pipeline auto (1 frame per chunk on CPU)" if chunk == 0 else f"pipeline chunk={chunk}"
-        methods[label] = (
-            lambda c=chunk: temporal.upscale_video(engine, frames, frames_per_chunk=c, tile_size=size))
+        label = "pipeline auto" if chunk == 0 else f"pipeline chunk={chunk}"
+        methods[label] = lambda c=chunk: temporal.upscale_video(engine, frames, frames_per_chunk=c)
     wall = {k: [] for k in methods}
     cpu = {k: [] for k in methods}  # process CPU time: steadier than wall time on a busy machine
     for fn in methods.values():  # warm-up
@@ -88,7 +93,7 @@ def bench_speed(model, name: str, runs: int, size: int = 256, frames_n: int = 16
     base_cpu = statistics.median(cpu["frame by frame (model forward)"])
     result = {"model": name, "frames": frames_n, "size": f"{size}x{size}", "threads": torch.get_num_threads()}
     print(f"\nSpeed, {name}, {frames_n} frames {size}x{size}, CPU fp32, {torch.get_num_threads()} threads, "
-          f"median of {runs} (wall clock, and process CPU time):")
+          f"same process, median of {runs} (wall clock, and process CPU time):")
     for k in methods:
         w, c = statistics.median(wall[k]), statistics.median(cpu[k])
         result[k] = {"fps": frames_n / w, "speedup": base_wall / w, "cpu_s_per_frame": c / frames_n,
@@ -96,6 +101,47 @@ def bench_speed(model, name: str, runs: int, size: int = 256, frames_n: int = 16
         print(f"  {k:32s} {frames_n / w:6.2f} frames/s  x{base_wall / w:.2f} wall   "
               f"{c / frames_n:6.3f} CPU s/frame  x{base_cpu / c:.2f} CPU")
     return result
+
+
+_SPEED_CHILD = r"""
+import statistics, sys, time, torch
+sys.path.insert(0, sys.argv[1]); sys.path.insert(0, sys.argv[1] + "/benchmarks")
+import video
+mode, size, n, runs, variant, path = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6], sys.argv[7]
+model, _ = video.load(path or None, variant)
+frames = video.synthetic_clip(size, size, n)
+if mode == "loop":  # what a script does with the network alone: no engine, no allocator warm-up
+    model.eval()
+    fn = lambda: video.frame_by_frame(model, frames, 0.2)
+else:
+    engine = video.submodule("engines.torch_engine").TorchEngine(model, device="cpu", precision="fp32")
+    fn = lambda: video.submodule("engines.temporal").upscale_video(engine, frames)
+fn()
+times = []
+for _ in range(runs):
+    t = time.perf_counter(); fn(); times.append(time.perf_counter() - t)
+print(n / statistics.median(times))
+"""
+
+
+def bench_speed_fresh(model_path: str | None, variant: str, runs: int, size: int = 256, frames_n: int = 16,
+                      rounds: int = 3) -> dict:
+    """Each method in its own fresh process (alternating, ``rounds`` times; median): a plain
+    frame-by-frame loop over the network, as a script without this pack runs it, vs the
+    pipeline (whose CPU engine warms the allocator, engines/memory.py). This is the speed a user
+    sees; the same-process table isolates what the pipeline itself adds or saves."""
+    fps = {"loop": [], "pipeline": []}
+    for _ in range(rounds):
+        for mode in fps:
+            done = subprocess.run([sys.executable, "-c", _SPEED_CHILD, str(ROOT), mode, str(size), str(frames_n),
+                                   str(runs), variant, model_path or ""], capture_output=True, text=True, check=True)
+            fps[mode].append(float(done.stdout.split()[-1]))
+    loop, pipe = statistics.median(fps["loop"]), statistics.median(fps["pipeline"])
+    print(f"\nSpeed, {variant}, {frames_n} frames {size}x{size}, CPU fp32, each in a fresh process "
+          f"(median of {rounds} processes x {runs} runs):")
+    print(f"  frame by frame, network alone        {loop:6.2f} frames/s  x1.00")
+    print(f"  pipeline auto (video node)           {pipe:6.2f} frames/s  x{pipe / loop:.2f}")
+    return {"loop_fps": loop, "pipeline_fps": pipe, "speedup": pipe / loop}
 
 
 _MEMORY_CHILD = r"""
@@ -204,15 +250,21 @@ def main() -> int:
     parser.add_argument("--memory", action="store_true")
     parser.add_argument("--stability", action="store_true")
     parser.add_argument("--model", help="a realtime/stream model file (default: the bundled demo model)")
+    parser.add_argument("--variant", default="realtime", choices=["realtime", "stream"],
+                        help="without --model: realtime = the demo model, stream = an untrained x2 network")
+    parser.add_argument("--fresh", action="store_true",
+                        help="with --speed: also time each method in its own fresh process")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--size", type=int, default=256, help="frame side for --speed")
     parser.add_argument("--json", help="write the numbers here")
     args = parser.parse_args()
     every = not (args.speed or args.memory or args.stability)
-    model, name = load(args.model)
+    model, name = load(args.model, args.variant)
     results = {}
     if every or args.speed:
         results["speed"] = bench_speed(model, name, args.runs, args.size)
+        if args.fresh:
+            results["speed_fresh"] = bench_speed_fresh(args.model, args.variant, args.runs, args.size)
     if every or args.memory:
         results["memory"] = bench_memory(args.model)
     if every or args.stability:

@@ -27,7 +27,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from .memory import bytes_per_lr_pixel, free_memory_bytes
+from .memory import (CPU_BATCH_PIXELS, CPU_CALL_BUDGET, bytes_per_lr_pixel, cpu_call_bytes_per_lr_pixel,
+                     free_memory_bytes)
 from .torch_engine import _DTYPES, is_out_of_memory, logger, release_cached_memory
 
 ALIGN = 16  # LR granularity of tile origins and sizes (the attention window)
@@ -196,9 +197,12 @@ def paste_interior(out_bhwc: torch.Tensor, hr_bchw: torch.Tensor, tile: Tile, sc
     s = scale
     oy, ox = tile.offset[0] * s, tile.offset[1] * s
     h, w = (tile.y1 - tile.y0) * s, (tile.x1 - tile.x0) * s
-    interior = hr_bchw[:, :3, oy:oy + h, ox:ox + w].clamp(0.0, 1.0)
+    interior = hr_bchw[:, :3, oy:oy + h, ox:ox + w].permute(0, 2, 3, 1)
     target = out_bhwc[batch_slice, tile.y0 * s:tile.y1 * s, tile.x0 * s:tile.x1 * s, :3]
-    target.copy_(interior.permute(0, 2, 3, 1).to(out_bhwc.device, out_bhwc.dtype))
+    if interior.device == target.device and interior.dtype == target.dtype:
+        torch.clamp(interior, 0.0, 1.0, out=target)  # one pass, no temporary
+    else:  # clamp where the data is, then one transfer
+        target.copy_(interior.clamp(0.0, 1.0).to(target.device, target.dtype))
 
 
 # -- defaults --------------------------------------------------------------------------------
@@ -246,11 +250,74 @@ def auto_tile_size(engine, batch: int, free_bytes: int, halo: int | None = None)
     side = int(math.sqrt(budget / per_px)) - 2 * halo
     device = torch.device(getattr(engine, "device", "cpu"))
     cap = _MAX_AUTO_TILE.get(device.type, _MAX_AUTO_TILE_DEFAULT)
+    cpu_cap = _cpu_tile_cap(engine, batch, halo)
+    if cpu_cap is not None:
+        cap = min(cap, cpu_cap)
     _, _, max_side = engine_shape_rules(engine)
     if max_side is not None:
         cap = min(cap, max_side - 2 * halo)
     tile = min(cap, side) // ALIGN * ALIGN
     return max(MIN_TILE, tile)
+
+
+def _cpu_call_bytes(engine) -> int | None:
+    """Per-LR-pixel growth of one call of a local network on the CPU; None elsewhere (GPUs
+    want large tiles; the attention variants lose accuracy and gain little from smaller ones)."""
+    if torch.device(getattr(engine, "device", "cpu")).type != "cpu" or getattr(engine, "exact_halo", None) is None:
+        return None
+    return cpu_call_bytes_per_lr_pixel(getattr(engine, "variant", None), int(engine.scale), _engine_dtype(engine))
+
+
+def _cpu_tile_cap(engine, batch: int, halo: int) -> int | None:
+    """Largest tile whose call for ``batch`` images stays within CPU_CALL_BUDGET, so the
+    allocator reuses memory instead of page-faulting it (exact: these networks are local).
+    2-core EPYC, fp32: stream x2 512x512 0.77 s whole vs 0.43 s in 128 px tiles; realtime x2
+    1024x1024 0.56 s vs 0.21 s in 352 px tiles (benchmarks/tiling.py --cpu-tiles)."""
+    per_px = _cpu_call_bytes(engine)
+    if per_px is None:
+        return None
+    side = int(math.sqrt(CPU_CALL_BUDGET / (per_px * max(1, batch)))) - 2 * halo
+    return max(MIN_TILE, side // ALIGN * ALIGN)
+
+
+def cpu_images_per_call(engine, context_pixels: int) -> int | None:
+    """How many images (tiles) of ``context_pixels`` LR pixels one CPU call should take: one
+    for frame-sized tiles, more for small ones (sharing per-call overhead) within the allocator
+    budget; None where the rule does not apply (GPUs, attention variants)."""
+    per_px = _cpu_call_bytes(engine)
+    if per_px is None:
+        return None
+    context_pixels = max(1, int(context_pixels))
+    return max(1, min(CPU_BATCH_PIXELS // context_pixels, CPU_CALL_BUDGET // (context_pixels * per_px)))
+
+
+def tile_layout(engine, height: int, width: int, tile_size: int = 0, halo: int | None = None,
+                free_memory: Callable[[], int] | None = None, batch: int = 1,
+                wrap: int | None = None) -> tuple[int, int, int]:
+    """(tile, halo, wrap) for ``height`` x ``width`` LR images: the user's tile_size, or auto
+    from free memory for ``batch`` images per call (and on the CPU the allocator budget), within
+    the engine's max_tile, never larger than the image needs. halo/wrap None = the defaults."""
+    halo = default_halo(engine) if halo is None else int(halo)
+    _, _, max_side = engine_shape_rules(engine)
+    if max_side is not None and max_side - 2 * halo < ALIGN:
+        halo = max(0, (max_side - ALIGN) // 2 // ALIGN * ALIGN)
+        logger.warning("ParagonSR2: halo reduced to %d px to fit the engine's max tile %d", halo, max_side)
+    wrap = default_wrap(engine, halo) if wrap is None else int(wrap)
+    if tile_size and tile_size > 0:
+        tile = int(tile_size)
+    else:
+        device = torch.device(getattr(engine, "device", "cpu"))
+        free = free_memory() if free_memory is not None else free_memory_bytes(device)
+        tile = auto_tile_size(engine, batch, free, halo)
+    if max_side is not None:  # the engine input is the interior plus halo (and an edge band)
+        tile = min(tile, (max_side - max(2 * halo, halo + wrap)) // ALIGN * ALIGN)
+    return max(ALIGN, min(tile, _round_up(max(height, width), ALIGN))), halo, wrap
+
+
+def plan_engine_tiles(engine, height: int, width: int, tile: int, halo: int, wrap: int) -> list[Tile]:
+    """plan_tiles with the engine's input shape rules (side multiple, min side)."""
+    multiple, min_side, _ = engine_shape_rules(engine)
+    return plan_tiles(height, width, tile, halo, ALIGN, multiple=multiple, min_side=min_side, wrap=wrap)
 
 
 # -- the runner ------------------------------------------------------------------------------
@@ -299,24 +366,10 @@ def upscale_image(engine, image: torch.Tensor, *, tile_size: int = 0, halo: int 
     if batch == 0:
         raise ValueError("image batch is empty")
     scale = int(engine.scale)
-    halo = default_halo(engine) if halo is None else int(halo)
-    multiple, min_side, max_side = engine_shape_rules(engine)
-    if max_side is not None and max_side - 2 * halo < ALIGN:
-        halo = max(0, (max_side - ALIGN) // 2 // ALIGN * ALIGN)
-        logger.warning("ParagonSR2: halo reduced to %d px to fit the engine's max tile %d", halo, max_side)
-
-    wrap = default_wrap(engine, halo) if wrap is None else int(wrap)
     device = torch.device(getattr(engine, "device", "cpu"))
-    if tile_size and tile_size > 0:
-        tile = int(tile_size)
-    else:
-        free = free_memory() if free_memory is not None else free_memory_bytes(device)
-        tile = auto_tile_size(engine, 1, free, halo)
-    if max_side is not None:  # the engine input is the interior plus halo (and an edge band)
-        tile = min(tile, (max_side - max(2 * halo, halo + wrap)) // ALIGN * ALIGN)
+    tile, halo, wrap = tile_layout(engine, height, width, tile_size, halo, free_memory, wrap=wrap)
     if batch_chunk <= 0:
         batch_chunk = _auto_batch_chunk(engine, batch, height, width, tile, halo, free_memory, device)
-    tile = max(ALIGN, min(tile, _round_up(max(height, width), ALIGN)))  # halving starts from what is used
 
     out = torch.empty(batch, height * scale, width * scale, 4 if channels == 4 else 3, dtype=torch.float32)
     x = as_rgb_bchw(image)
@@ -325,7 +378,7 @@ def upscale_image(engine, image: torch.Tensor, *, tile_size: int = 0, halo: int 
     start = 0  # first image not finished yet: finished chunks survive an out-of-memory retry
     done = 0
     while start < batch:
-        tiles = plan_tiles(height, width, tile, halo, ALIGN, multiple=multiple, min_side=min_side, wrap=wrap)
+        tiles = plan_engine_tiles(engine, height, width, tile, halo, wrap)
         total = done + len(tiles) * math.ceil((batch - start) / batch_chunk)
         try:
             while start < batch:
@@ -367,6 +420,11 @@ def _auto_batch_chunk(engine, batch, height, width, tile, halo, free_memory, dev
     if batch == 1 or tile < max(height, width):
         return 1
     free = free_memory() if free_memory is not None else free_memory_bytes(device)
-    per_image = (min(height, tile) + 2 * halo) * (min(width, tile) + 2 * halo) * bytes_per_lr_pixel(
-        getattr(engine, "variant", None), _engine_dtype(engine), int(engine.scale))
-    return max(1, min(batch, int(free * _MEMORY_FRACTION // max(1, per_image))))
+    context = (min(height, tile) + 2 * halo) * (min(width, tile) + 2 * halo)
+    per_image = context * bytes_per_lr_pixel(getattr(engine, "variant", None), _engine_dtype(engine),
+                                             int(engine.scale))
+    chunk = int(free * _MEMORY_FRACTION // max(1, per_image))
+    on_cpu = cpu_images_per_call(engine, context)
+    if on_cpu is not None:
+        chunk = min(chunk, on_cpu)
+    return max(1, min(batch, chunk))

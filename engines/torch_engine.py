@@ -12,6 +12,8 @@ import logging
 
 import torch
 
+from .memory import warm_cpu_allocator
+
 logger = logging.getLogger("ParagonSR2")
 
 _DTYPES = {
@@ -110,6 +112,8 @@ class TorchEngine:
     def __init__(self, model: torch.nn.Module, device: torch.device | str | None = None,
                  precision: str = "auto"):
         self.device = pick_device("auto" if device is None else device)
+        if self.device.type == "cpu":
+            warm_cpu_allocator()
         self.dtype = resolve_dtype(precision, self.device)
         self.precision = dtype_name(self.dtype)
         self.variant = model.variant

@@ -11,7 +11,7 @@ STATE_TYPE = "PARAGONSR2_TEMPORAL_STATE"
 
 
 def _model_key(handle: ModelHandle) -> str:
-    """What a temporal state must have been made with to be continued (features compatible)."""
+    """The model a temporal state belongs to: a state from another model starts a fresh one."""
     m = handle.model
     return f"{handle.name} ({m.variant} x{m.scale}, {m.num_feat} ch)"
 
@@ -57,19 +57,20 @@ class ParagonSR2VideoUpscale:
                                "leave no faint trail; still areas keep the stabilisation."}),
                 "tile_size": ("INT", {
                     "default": 0, "min": 0, "max": 8192, "step": 16,
-                    "tooltip": "Tile side in input pixels (multiple of 16). 0 = auto from free memory. "
+                    "tooltip": "Tile side in input pixels (multiple of 16). 0 = auto: from free memory, and on "
+                               "the CPU small enough for the memory allocator to reuse its buffers. "
                                "Every frame uses the same tiles; realtime/stream tiles are seamless."}),
                 "frames_per_chunk": ("INT", {
                     "default": 0, "min": 0, "max": 256, "step": 1,
                     "tooltip": f"Frames run through the network together. 0 = auto: chunks of "
-                               f"{temporal.DEFAULT_CHUNK} on a GPU, one frame at a time on the CPU "
-                               "(fastest there: the features stay in the cache). Larger = more memory."}),
+                               f"{temporal.DEFAULT_CHUNK} on a GPU; on the CPU one frame at a time (several when they "
+                               "are small), which measured fastest there. Larger = more memory."}),
             },
             "optional": {
                 "temporal_state": (STATE_TYPE, {
                     "tooltip": "The temporal_state output of the node that upscaled the previous batch "
                                "of the same video; continues it seamlessly. Ignored (with a log note) "
-                               "if the model, frame size or tiles differ."}),
+                               "if the model or the frame size differ."}),
                 "device": (device_choices(), {
                     "default": "auto",
                     "tooltip": "Where to compute. auto = ComfyUI's device (the GPU when there is one)."}),

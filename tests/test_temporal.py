@@ -71,19 +71,39 @@ def clip_of(h, w, n, seed=0, shift=2):
 
 @torch.inference_mode()
 def frame_by_frame(model, frames, alpha, restarts=(), motion_adaptive=False):
-    """The spec's recurrence one frame at a time through the model's own forward."""
+    """The recurrence one frame at a time. Plain blending goes through the network's own forward
+    (the spec's feature recurrence, s_t fed back as prev_feat). Motion-adaptive blending is this
+    pack's own rule, defined on the LR frames: b_t = (1 - m) x_t + m b_{t-1}, features conv_in(b_t)."""
     x = to_bchw(frames).float()
-    outs, feat, prev = [], None, None
+    outs, feat, prev, blended = [], None, None, None
     for t in range(x.shape[0]):
         xt = x[t:t + 1]
         if feat is None or t in restarts or alpha == 0:
             out, feat = model(xt, feature_tap=True)
+            blended = xt
+        elif motion_adaptive:
+            m = motion.motion_weights(xt, prev, alpha)
+            blended = (1 - m) * xt + m * blended
+            feat = model.encode(blended)
+            out = model.decode(xt, feat)
         else:
-            a = motion.motion_weights(xt, prev, alpha) if motion_adaptive else alpha
-            out, feat = model(xt, feature_tap=True, prev_feat=feat, alpha=a)
+            out, feat = model(xt, feature_tap=True, prev_feat=feat, alpha=alpha)
         outs.append(out)
         prev = xt
     return to_image(torch.cat(outs)).clamp(0, 1), feat
+
+
+@torch.inference_mode()
+def state_features(model, state):
+    """The spec's state s_t: conv_in features of the state's blended LR frame."""
+    return model.encode(state.blended)
+
+
+def tile_count(model, frames, **kw):
+    """Tiles per chunk the pipeline used, from its progress calls (one per chunk x tile)."""
+    calls = []
+    run(model, frames[:1], progress=lambda done, total: calls.append(total), **kw)
+    return calls[-1]
 
 
 def run(model, frames, **kw):
@@ -103,15 +123,15 @@ def test_reference_vectors_through_pipeline(reference_case):
     out1, state1 = run(model, x1, temporal_strength=alpha, state=state0)
     errors = {
         "out0": max_abs(out0, to_image(io["out0"]).clamp(0, 1)),
-        "feat0": max_abs(state0.feats[0], io["feat0"]),
+        "feat0": max_abs(state_features(model, state0), io["feat0"]),
         "out1": max_abs(out1, to_image(io["out1"]).clamp(0, 1)),
-        "feat1": max_abs(state1.feats[0], io["feat1"]),
+        "feat1": max_abs(state_features(model, state1), io["feat1"]),
     }
     if model.receptive_radius is not None:  # the slow attention variants: continuation only
         both, state_both = run(model, torch.cat([x0, x1]), temporal_strength=alpha)
         errors.update(batch_out0=max_abs(both[:1], to_image(io["out0"]).clamp(0, 1)),
                       batch_out1=max_abs(both[1:], to_image(io["out1"]).clamp(0, 1)),
-                      batch_feat1=max_abs(state_both.feats[0], io["feat1"]))
+                      batch_feat1=max_abs(state_features(model, state_both), io["feat1"]))
     assert max(errors.values()) <= 1e-4, errors
 
 
@@ -127,7 +147,7 @@ def test_batched_equals_frame_by_frame(motion_adaptive):
                          motion_adaptive=motion_adaptive)
         assert out.shape == (5, 72, 88, 3) and out.dtype == torch.float32
         assert max_abs(out, expected) <= EXACT, chunk
-        assert max_abs(state.feats[0], feat) <= EXACT
+        assert max_abs(state_features(model, state), feat) <= EXACT
 
 
 def test_blending_changes_output():
@@ -156,8 +176,9 @@ def test_tiled_equals_untiled(variant, motion_adaptive, tile):
     whole, whole_state = run(model, frames, temporal_strength=0.25, motion_adaptive=motion_adaptive)
     tiled, tiled_state = run(model, frames, temporal_strength=0.25, motion_adaptive=motion_adaptive,
                              tile_size=tile, frames_per_chunk=2)
-    assert len(whole_state.tiles) == 1 and len(tiled_state.tiles) >= 3
+    assert tile_count(model, frames) == 1 and tile_count(model, frames, tile_size=tile) >= 3
     assert max_abs(tiled, whole) <= EXACT
+    assert max_abs(tiled_state.blended, whole_state.blended) == 0
 
 
 # -- scene cuts -------------------------------------------------------------------------------
@@ -208,8 +229,10 @@ def test_state_continuation(motion_adaptive):
     second, state2 = run(model, frames[3:], state=state, **kw)
     assert state2.frames_seen == 7
     assert max_abs(torch.cat([first, second]), whole) <= 1e-6
-    for a, b in zip(state2.feats, whole_state.feats):
-        assert max_abs(a, b) <= 1e-6
+    assert max_abs(state2.blended, whole_state.blended) <= 1e-6
+    # the state is per frame, not per tile: the next batch may use another tile grid
+    regrid, _ = run(model, frames[3:], state=state, **dict(kw, tile_size=16))
+    assert max_abs(regrid, whole[3:]) <= EXACT
     # without the state the second batch restarts: a visible difference at the boundary
     fresh, _ = run(model, frames[3:], **kw)
     assert max_abs(fresh[0], whole[3]) > 1e-4
@@ -344,13 +367,13 @@ def test_cuda_engine_matches_cpu(precision):
               scene_cut_sensitivity=0)
     cpu, _ = temporal.upscale_video(ModelEngine(model), frames, **kw)
     gpu, state = temporal.upscale_video(TorchEngine(model, "cuda", precision), frames, **kw)
-    assert all(f.device.type == "cpu" for f in state.feats) and gpu.device.type == "cpu"
+    assert state.blended.device.type == "cpu" and gpu.device.type == "cpu"
     assert max_abs(gpu, cpu) <= (5e-3 if precision == "fp32" else 3e-2)  # cuDNN may use TF32
 
 
-def test_out_of_memory_halves_the_decode_batch(caplog):
-    """An engine whose device fits at most 2 frames per decode: the chunk is split, the tile grid
-    (which carries the state) stays, and the result is unchanged."""
+def test_out_of_memory_halves_the_batch_then_the_tile(caplog):
+    """An engine whose device fits at most 2 frames per call, then one that fits only small
+    tiles: the runner backs off, and since the state is per frame the result is unchanged."""
 
     class SmallDevice(ModelEngine):
         def decode(self, lr, feat):
@@ -358,13 +381,24 @@ def test_out_of_memory_halves_the_decode_batch(caplog):
                 raise MemoryError("simulated: device allocator failed")
             return super().decode(lr, feat)
 
+    class SmallTiles(ModelEngine):
+        def encode(self, lr):
+            if lr.shape[-1] > 48:
+                raise MemoryError("simulated: device allocator failed")
+            return super().encode(lr)
+
     model = model_for("realtime")
-    frames = clip_of(24, 32, 5, seed=10)
+    frames = clip_of(40, 64, 5, seed=10)
     expected, _ = run(model, frames, temporal_strength=0.3, frames_per_chunk=5)
+    kw = dict(temporal_strength=0.3, frames_per_chunk=5, tile_size=512, scene_cut_sensitivity=0)
     with caplog.at_level(logging.WARNING, logger="ParagonSR2"):
-        out, _ = temporal.upscale_video(SmallDevice(model), frames, temporal_strength=0.3,
-                                        frames_per_chunk=5, tile_size=512, scene_cut_sensitivity=0)
-    assert "decoding 2 frame(s) at a time" in caplog.text
+        out, _ = temporal.upscale_video(SmallDevice(model), frames, **kw)
+    assert "2 frame(s) per call" in caplog.text
+    assert max_abs(out, expected) <= EXACT
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="ParagonSR2"):
+        out, _ = temporal.upscale_video(SmallTiles(model), frames, **kw)
+    assert "retrying with 32 px tiles, 1 frame(s) per call" in caplog.text
     assert max_abs(out, expected) <= EXACT
 
     class NoMemory(ModelEngine):
@@ -387,5 +421,21 @@ def test_onnxruntime_video_engine_runs_the_pipeline():
               scene_cut_sensitivity=0)
     expected, _ = run(model, frames, **kw)
     out, state = temporal.upscale_video(engine, frames, **kw)
-    assert len(state.tiles) > 1
+    assert tile_count(model, frames, tile_size=16) > 1
     assert max_abs(out, expected) <= 1e-4
+
+
+def test_cpu_frames_per_call():
+    """Auto on the CPU: one frame per call for frame-sized tiles, several small frames per call;
+    a user's frames_per_chunk is honoured."""
+    engine = submodule("engines.torch_engine").TorchEngine(model_for("realtime"), "cpu", "fp32")
+    plenty = lambda: 64 << 30  # noqa: E731
+    tiles, chunk = temporal.plan_video(engine, 256, 256, 30, 0, 0, None, plenty)
+    assert len(tiles) == 1 and chunk == 1
+    tiles, chunk = temporal.plan_video(engine, 40, 48, 30, 0, 0, None, plenty)
+    assert len(tiles) == 1 and chunk == 30
+    assert temporal.plan_video(engine, 256, 256, 30, 0, 4, None, plenty)[1] == 4
+    frames = clip_of(40, 48, 6, seed=13)
+    expected, _ = frame_by_frame(model_for("realtime"), frames, 0.3)
+    out, _ = temporal.upscale_video(engine, frames, temporal_strength=0.3, scene_cut_sensitivity=0)
+    assert max_abs(out, expected) <= EXACT

@@ -200,3 +200,31 @@ def test_auto_tile_size_follows_free_memory(realtime):
     image = _bhwc(50, 60)
     out = tiling.upscale_image(realtime, image, free_memory=lambda: 40 << 20)
     assert max_abs(out, _whole(realtime, image)) <= 1e-5
+
+
+def test_cpu_auto_tiles_keep_calls_allocator_sized(realtime):
+    """On the CPU the auto tile of a local network keeps one call within the allocator budget
+    whatever the free memory (these tiles are exact); attention variants and GPUs keep large
+    tiles. docs/tiling.md has the speed measurements behind this."""
+    memory = submodule("engines.memory")
+    plenty = lambda: 64 << 30  # noqa: E731
+    stream = _engine("stream")
+    for engine in (realtime, stream):
+        tile, halo, _ = tiling.tile_layout(engine, 2048, 2048, free_memory=plenty)
+        per_px = memory.cpu_call_bytes_per_lr_pixel(engine.variant, engine.scale)
+        assert (tile + 2 * halo) ** 2 * per_px <= memory.CPU_CALL_BUDGET
+        assert (tile + 2 * halo + 2 * tiling.ALIGN) ** 2 * per_px > memory.CPU_CALL_BUDGET  # not needlessly small
+    assert tiling.tile_layout(stream, 2048, 2048, free_memory=plenty)[0] < tiling.tile_layout(
+        realtime, 2048, 2048, free_memory=plenty)[0]
+    photo = _engine("photo")
+    assert tiling.tile_layout(photo, 1024, 1024, free_memory=plenty)[0] == 1024
+    gpu_like = type("GpuEngine", (), dict(variant="realtime", scale=2, window=1, exact_halo=7, min_tile=None,
+                                          max_tile=None, device=torch.device("cuda"), precision="fp16"))()
+    assert tiling.tile_layout(gpu_like, 2048, 2048, free_memory=plenty)[0] == 2048
+    # batches: one frame-sized image per CPU call, many small ones
+    assert tiling.cpu_images_per_call(realtime, 270 * 270) == 1
+    assert tiling.cpu_images_per_call(realtime, 46 * 46) == (1 << 16) // (46 * 46)
+    assert tiling.cpu_images_per_call(photo, 46 * 46) is None
+    small = _bhwc(32, 32, batch=40)
+    out = tiling.upscale_image(realtime, small, free_memory=plenty)
+    assert max_abs(out, _whole(realtime, small)) <= 1e-5

@@ -1,6 +1,10 @@
 """TorchEngine: device/precision resolution, device copies, fp32 fallback, OOM detection."""
 
 import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -115,3 +119,46 @@ def test_cuda_auto_is_fp16_and_matches_fp32(variant):
     out = engine(io["xb"])
     assert out.device.type == "cuda" and max_abs(out.cpu(), io["y_batch"]) < 0.05
     assert next(model.parameters()).device.type == "cpu"
+
+
+_FAULTS_CHILD = r"""
+import resource, sys, torch
+sys.path.insert(0, sys.argv[1])
+from packlib import submodule
+model = submodule("paragonsr2_arch.network").build_model("realtime", 2)
+if sys.argv[2] == "warm":
+    submodule("engines.memory").warm_cpu_allocator()
+x = torch.rand(1, 3, 256, 256).contiguous(memory_format=torch.channels_last)
+with torch.inference_mode():
+    model(x), model(x)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(3):
+        model(x)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 3)
+"""
+
+
+def _glibc() -> bool:
+    try:
+        return os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc")
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+@pytest.mark.skipif(not _glibc(), reason="the allocator warm-up only acts on glibc (Linux)")
+def test_warm_allocator_stops_page_faults_per_call():
+    """A 256x256 realtime forward pass on the CPU, each in a fresh process: glibc's default
+    thresholds page-fault its tensors afresh on every call; after warm_cpu_allocator() (which a
+    CPU TorchEngine calls) the freed memory is reused."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+
+    def faults_per_call(mode):
+        done = subprocess.run([sys.executable, "-c", _FAULTS_CHILD, str(Path(__file__).parent), mode],
+                              capture_output=True, text=True, env=env, timeout=300)
+        assert done.returncode == 0, done.stderr
+        return float(done.stdout.split()[-1])
+
+    cold, warm = faults_per_call("cold"), faults_per_call("warm")
+    print(f"minor page faults per call: cold {cold:.0f}, warm {warm:.0f}")
+    assert cold > 1000  # 4 KiB pages: at least 4 MB of fresh memory a call
+    assert warm < 0.05 * cold
