@@ -29,12 +29,13 @@ from paragonsr2 import submodule  # noqa: E402  (the launcher imports the pack a
 
 
 def reference_model(variant: str, scale: int = 2):
-    arch = submodule("paragonsr2_arch")
-    for folder in (ROOT.parent / "shared" / "reference", ROOT / "tests" / "data" / "reference"):
-        for path in sorted(folder.glob(f"{variant}_x{scale}_a*.safetensors")):
-            if not path.name.endswith(".io.safetensors"):
-                return arch.load_model(path), path.name
-    raise FileNotFoundError(f"no {variant} x{scale} reference weights")
+    """(model, weights file name) of the tests' reference case: ../shared/reference when present
+    (or $PARAGONSR2_REFERENCE_DIR), else the compact subset in tests/data/reference."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from packlib import load_reference, reference_case_for
+
+    case = reference_case_for(variant, scale)
+    return load_reference(case)[0], case["weights"]
 
 
 def photo(h: int, w: int) -> torch.Tensor:

@@ -261,9 +261,11 @@ def auto_tile_size(engine, batch: int, free_bytes: int, halo: int | None = None)
 
 
 def _cpu_call_bytes(engine) -> int | None:
-    """Per-LR-pixel growth of one call of a local network on the CPU; None elsewhere (GPUs
-    want large tiles; the attention variants lose accuracy and gain little from smaller ones)."""
-    if torch.device(getattr(engine, "device", "cpu")).type != "cpu" or getattr(engine, "exact_halo", None) is None:
+    """Per-LR-pixel growth of one call of a local network whose tensors come from the C
+    library's malloc (``engine.system_allocator``: torch on the CPU); None elsewhere (GPUs want
+    large tiles, ONNX Runtime keeps its own arena, the attention variants lose accuracy and gain
+    little from smaller tiles)."""
+    if not getattr(engine, "system_allocator", False) or getattr(engine, "exact_halo", None) is None:
         return None
     return cpu_call_bytes_per_lr_pixel(getattr(engine, "variant", None), int(engine.scale), _engine_dtype(engine))
 

@@ -112,7 +112,9 @@ class TorchEngine:
     def __init__(self, model: torch.nn.Module, device: torch.device | str | None = None,
                  precision: str = "auto"):
         self.device = pick_device("auto" if device is None else device)
-        if self.device.type == "cpu":
+        # CPU tensors come from the C library's malloc: the runners size CPU tiles for it.
+        self.system_allocator = self.device.type == "cpu"
+        if self.system_allocator:
             warm_cpu_allocator()
         self.dtype = resolve_dtype(precision, self.device)
         self.precision = dtype_name(self.dtype)
