@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import importlib
-import os
 import sys
 import time
 from pathlib import Path
 
+from .. import paragonsr2_arch as arch
+from ..engines import onnx_export, temporal, tensorrt_build, tensorrt_engine, tiling, torch_engine
+from ..engines.base import PRECISIONS, parse_sharpness
+from ..engines.engine_cache import Profile, default_models_dir
+from . import video_io
 from .image_io import IMAGE_SUFFIXES, CliError, load_image, save_image
 from .outputs import check_target, default_output
 from .progress import Progress
@@ -17,44 +20,27 @@ from .video_io import VIDEO_SUFFIXES
 PACK_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = PACK_ROOT / "models" / "ParagonSR2_realtime_x2_demo.safetensors"
 COMMANDS = ("upscale", "export-onnx", "build-trt")
-_PACKAGE = __package__.rsplit(".", 1)[0]  # the pack's package name, whatever its folder is called
-
-
-def _pack_module(dotted: str):
-    return importlib.import_module(f"{_PACKAGE}.{dotted}")
-
-
-def _optional_pack_module(dotted: str, what: str):
-    """A pack module that another part of the project may not provide yet."""
-    try:
-        return _pack_module(dotted)
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.endswith(dotted):
-            raise CliError(f"{what} is not available yet in this version of the pack "
-                           f"({dotted.replace('.', '/')}.py is missing)") from None
-        raise
+GRAPH_PRECISIONS = tuple(onnx_export.PRECISIONS)  # what ONNX graphs and TensorRT engines hold
 
 
 # -- arguments ------------------------------------------------------------------------------
 def _sharpness(text: str):
-    if text == "auto":
-        return None
     try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected 'auto' or a number, got {text!r}") from None
+        return parse_sharpness(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL,
                    help="ParagonSR2 model file (.safetensors/.pth/...); default: the bundled demo model")
     p.add_argument("--sharpness", type=_sharpness, default=None, metavar="auto|ALPHA",
-                   help="upsampler_alpha of the base path; auto = the value in the file (default)")
+                   help="upsampler_alpha of the base path, 0..2; auto = the value in the file (default)")
 
 
 def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps")
-    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "bf16"),
+    p.add_argument("--precision", default="auto", choices=PRECISIONS,
                    help="auto = fp16 on CUDA, fp32 elsewhere")
     p.add_argument("--tile", type=int, default=0, metavar="PX",
                    help="LR tile side in pixels; 0 = sized to free memory (default)")
@@ -84,16 +70,16 @@ def build_parser() -> argparse.ArgumentParser:
     onnx = sub.add_parser("export-onnx", help="export the model to ONNX")
     onnx.add_argument("-o", "--output", type=Path, required=True, help="the .onnx file to write")
     onnx.add_argument("--overwrite", action="store_true")
-    onnx.add_argument("--precision", default="fp32", choices=("fp32", "fp16"), help="precision inside the graph")
+    onnx.add_argument("--precision", default="fp32", choices=GRAPH_PRECISIONS, help="precision inside the graph")
     onnx.add_argument("--temporal", action="store_true", help="export the video (feature-feedback) graph")
     _model_args(onnx)
 
     trt = sub.add_parser("build-trt", help="build (or reuse from cache) a TensorRT engine; needs CUDA + TensorRT")
-    trt.add_argument("--precision", default="fp16", choices=("fp32", "fp16"))
+    trt.add_argument("--precision", default="fp16", choices=GRAPH_PRECISIONS)
     trt.add_argument("--min-tile", type=int, default=64, help="smallest LR tile side (multiple of 16)")
     trt.add_argument("--opt-tile", type=int, default=256, help="LR tile side to optimise for")
     trt.add_argument("--max-tile", type=int, default=512, help="largest LR tile side")
-    trt.add_argument("--models-dir", type=Path, default=Path(os.environ.get("PARAGONSR2_MODELS_DIR") or "models"),
+    trt.add_argument("--models-dir", type=Path, default=None,
                      help="models folder whose tensorrt/paragonsr2 cache receives the engine (use ComfyUI's "
                           "models folder to share engines with the nodes); default $PARAGONSR2_MODELS_DIR or ./models")
     trt.add_argument("--temporal", action="store_true", help="build the video (feature-feedback) engine")
@@ -103,7 +89,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 # -- shared steps ---------------------------------------------------------------------------
 def load_model(path: Path, sharpness):
-    arch = _pack_module("paragonsr2_arch")
     if not path.is_file():
         raise CliError(f"model file not found: {path}")
     try:
@@ -113,7 +98,6 @@ def load_model(path: Path, sharpness):
 
 
 def make_engine(args):
-    torch_engine = _pack_module("engines.torch_engine")
     model = load_model(args.model, args.sharpness)
     try:
         device = torch_engine.pick_device(args.device)
@@ -124,7 +108,6 @@ def make_engine(args):
 
 def upscale_image_file(engine, src: Path, dst: Path, tile: int, quiet: bool = False) -> tuple[int, int]:
     """Upscale one image file into ``dst``; returns the output (width, height)."""
-    tiling = _pack_module("engines.tiling")
     image = load_image(src)
     progress = Progress(src.name, enabled=not quiet)
     try:
@@ -145,7 +128,7 @@ def cmd_upscale(args) -> int:
         raise CliError(f"{src}: unknown file type {src.suffix!r}; images: {' '.join(IMAGE_SUFFIXES)}; "
                        f"videos: {' '.join(VIDEO_SUFFIXES)}")
     if kind == "video":
-        _pack_module("cli.video_io")._av()  # fail before loading the model when PyAV is missing
+        video_io._av()  # fail before loading the model when PyAV is missing
     engine = make_engine(args)
     if kind == "folder":
         return _upscale_folder(engine, args)
@@ -187,7 +170,6 @@ def _upscale_folder(engine, args) -> int:
 def _upscale_video(engine, args) -> int:
     from .video_io import VideoReader, VideoWriter
 
-    temporal = _optional_pack_module("engines.temporal", "video upscaling")
     src: Path = args.input
     dst = check_target(args.output or default_output(src, engine.scale, ".mp4"), [src], args.overwrite)
     options = {"temporal_strength": args.temporal_strength, "tile_size": args.tile}
@@ -217,13 +199,12 @@ def _upscale_video(engine, args) -> int:
 
 
 def cmd_export_onnx(args) -> int:
-    exporter = _optional_pack_module("engines.onnx_export", "ONNX export")
     model = load_model(args.model, args.sharpness)
     dst = check_target(args.output, [args.model], args.overwrite)
     start = time.perf_counter()
     try:
-        exporter.export_onnx(model, dst, precision=args.precision, video=args.temporal)
-    except exporter.ExportError as exc:
+        onnx_export.export_onnx(model, dst, precision=args.precision, video=args.temporal)
+    except onnx_export.ExportError as exc:
         raise CliError(f"ONNX export failed: {exc}") from None
     except ImportError as exc:  # onnx / onnxscript missing
         raise CliError(f"ONNX export needs the onnx package ({exc}): pip install onnx onnxscript") from None
@@ -234,42 +215,32 @@ def cmd_export_onnx(args) -> int:
 
 
 def cmd_build_trt(args) -> int:
-    """Export, then build the engine into the same cache the ComfyUI nodes use (or reuse it)."""
-    builder = _optional_pack_module("engines.tensorrt_build", "building TensorRT engines")
-    exporter = _optional_pack_module("engines.onnx_export", "ONNX export")
-    cache_mod = _optional_pack_module("engines.engine_cache", "the TensorRT engine cache")
-    reason = builder.unavailable_reason()
-    if reason:
+    """Build the engine into the same cache the ComfyUI nodes use (or reuse it)."""
+    reason = tensorrt_engine.unavailable_reason()
+    if reason:  # before loading the model
         raise CliError(f"cannot build a TensorRT engine here: {reason}")
     model = load_model(args.model, args.sharpness)
     try:
-        profile = cache_mod.Profile(min_side=args.min_tile, opt_side=args.opt_tile, max_side=args.max_tile)
+        profile = Profile(min_side=args.min_tile, opt_side=args.opt_tile, max_side=args.max_tile)
     except ValueError as exc:
         raise CliError(str(exc)) from None
     start = time.perf_counter()
-    onnx_bytes = exporter.export_onnx(model, precision=args.precision, video=args.temporal)
-    trt = builder.import_tensorrt()
-    gpu_name, capability = builder.gpu_facts()
-    facts = cache_mod.engine_facts(onnx_bytes, profile, tensorrt_version=trt.__version__, gpu_name=gpu_name,
-                                   compute_capability=capability, video=args.temporal)
-    cache = cache_mod.EngineCache(cache_mod.cache_dir(args.models_dir))
-    label = f"{model.variant}_x{model.scale}_{args.precision}{'_video' if args.temporal else ''}"
-    with cache.lock(facts, label):
-        engine_path, _ = cache.paths(facts, label)
-        if cache.load(facts, label) is not None:
-            print(f"TensorRT engine already built: {engine_path}")
-            return 0
-        progress = Progress("TensorRT build")
-        try:
-            data = builder.build_serialized_engine(
-                onnx_bytes, profile, num_feat=model.num_feat, video=args.temporal, progress=progress,
-                timing_cache=cache.timing_cache_path(trt.__version__, gpu_name, capability))
-        except (builder.BuildFailed, builder.BuildCancelled, builder.TensorRTUnavailable) as exc:
-            raise CliError(str(exc)) from None
-        finally:
-            progress.close()
-        path = cache.store(facts, data, label)
-    print(f"wrote TensorRT engine {path} ({len(data) / 1e6:.1f} MB) in {time.perf_counter() - start:.2f} s")
+    progress = Progress("TensorRT build")
+    try:
+        entry = tensorrt_engine.ensure_engine_bytes(
+            model, precision=args.precision, profile=profile, video=args.temporal,
+            models_dir=args.models_dir or default_models_dir(), progress=progress)
+    except onnx_export.ExportError as exc:
+        raise CliError(f"ONNX export failed: {exc}") from None
+    except (tensorrt_build.BuildFailed, tensorrt_build.BuildCancelled, tensorrt_build.TensorRTUnavailable) as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        progress.close()
+    if not entry.built:
+        print(f"TensorRT engine already built: {entry.path}")
+    else:
+        print(f"wrote TensorRT engine {entry.path} ({len(entry.data) / 1e6:.1f} MB) "
+              f"in {time.perf_counter() - start:.2f} s")
     return 0
 
 

@@ -6,10 +6,37 @@ TensorRT engines are interchangeable under them.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, replace
 from typing import Protocol, runtime_checkable
 
 import torch
+
+# Options shared by the nodes and the command line.
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")  # torch engines; auto = fp16 on CUDA, fp32 elsewhere
+SHARPNESS_AUTO = "auto"
+SHARPNESS_RANGE = (0.0, 2.0)
+
+
+def parse_sharpness(value) -> float | None:
+    """"auto" -> None (file metadata, else 0.0); a number or numeric string in 0..2 -> float."""
+    if value is None or (isinstance(value, str) and value.strip().lower() == SHARPNESS_AUTO):
+        return None
+    try:
+        alpha = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"sharpness must be 'auto' or a number, not {value!r}") from None
+    low, high = SHARPNESS_RANGE
+    if not low <= alpha <= high:
+        raise ValueError(f"sharpness {alpha} is outside {low:g}..{high:g}")
+    return alpha
+
+
+def frozen_copy(module: torch.nn.Module, device=None, dtype: torch.dtype | None = None) -> torch.nn.Module:
+    """An eval-mode, grad-free copy on ``device``/``dtype``; deepcopy first because ``.to()`` on a
+    module already there returns the module itself (the caller's master would be changed)."""
+    clone = copy.deepcopy(module).to(device=device, dtype=dtype).eval()
+    return clone.requires_grad_(False)
 
 
 @runtime_checkable

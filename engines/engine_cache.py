@@ -79,6 +79,11 @@ def engine_key(facts: dict) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
 
+def default_models_dir() -> Path:
+    """The models folder outside ComfyUI: ``$PARAGONSR2_MODELS_DIR``, else ``./models``."""
+    return Path(os.environ.get("PARAGONSR2_MODELS_DIR") or "models").resolve()
+
+
 def cache_dir(models_dir: str | Path) -> Path:
     return Path(models_dir).joinpath(*CACHE_SUBDIR)
 

@@ -23,14 +23,18 @@ which is what TensorRT's strongly typed networks need.
 from __future__ import annotations
 
 import contextlib
-import copy
+import hashlib
 import io
+import threading
 import warnings
+import weakref
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .base import frozen_copy
 
 ALIGN = 16
 # TensorRT 10.0 parses opsets 9-20, TensorRT 11 more; 17 is what torch's TorchScript exporter
@@ -147,9 +151,7 @@ def export_copy(model: nn.Module, precision: str) -> nn.Module:
                           "accepts; export fp16 (same speed on GPUs with bf16) or fp32")
     if precision not in PRECISIONS:
         raise ExportError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
-    net = copy.deepcopy(model).to(PRECISIONS[precision]).eval()
-    net.requires_grad_(False)
-    return net
+    return frozen_copy(model, dtype=PRECISIONS[precision])
 
 
 def metadata(model: nn.Module, precision: str, video: bool, static_hw) -> dict[str, str]:
@@ -228,6 +230,40 @@ def export_onnx(model: nn.Module, path: str | Path | None = None, *, precision: 
         from .engine_cache import atomic_write_bytes
 
         atomic_write_bytes(Path(path), data)
+    return data
+
+
+# model -> {(precision, video): (weights digest, ONNX bytes)}; an entry dies with its model.
+_EXPORTS: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
+_EXPORTS_LOCK = threading.Lock()
+
+
+def weights_digest(model: nn.Module) -> str:
+    """A digest of everything the exported bytes depend on besides precision and video: every
+    parameter and buffer (name, dtype, shape, values) and the base sharpness.
+
+    Hashing the values (tens of ms for the largest model, against seconds of export) also sees
+    changes that data_ptr/_version keys miss (``p.data`` edits, a freed address reused).
+    """
+    h = hashlib.blake2b(digest_size=20)
+    h.update(repr(getattr(model, "upsampler_alpha", None)).encode())
+    for name, t in [*model.named_parameters(), *model.named_buffers()]:
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.detach().reshape(-1).contiguous().view(torch.uint8).cpu().numpy())
+    return h.hexdigest()
+
+
+def export_onnx_cached(model: nn.Module, *, precision: str = "fp32", video: bool = False) -> bytes:
+    """``export_onnx(model, precision=..., video=...)``, reused while the model's weights and
+    sharpness are unchanged (engine cache keys need the bytes on every Build node run)."""
+    digest = weights_digest(model)
+    with _EXPORTS_LOCK:
+        entry = _EXPORTS.get(model, {}).get((precision, video))
+    if entry is not None and entry[0] == digest:
+        return entry[1]
+    data = export_onnx(model, precision=precision, video=video)
+    with _EXPORTS_LOCK:
+        _EXPORTS.setdefault(model, {})[(precision, video)] = (digest, data)
     return data
 
 

@@ -14,13 +14,13 @@ the video graph with ``temporal_alpha = 0`` and returns ``feature_map``.
 
 from __future__ import annotations
 
-import copy
 import logging
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .base import frozen_copy
 from .onnx_export import ALPHA, FEATURE, INPUT, OUTPUT, PRECISIONS, PREV_FEAT, export_onnx, pad_to_multiple
 
 logger = logging.getLogger("ParagonSR2")
@@ -89,7 +89,7 @@ class OnnxRuntimeEngine:
                    providers: list[str] | None = None) -> "OnnxRuntimeEngine":
         """Export ``model`` (a deep copy) and run it; conv_in is kept for ``encode``."""
         data = export_onnx(model, precision=precision, video=video)
-        conv = copy.deepcopy(model.conv_in).to(PRECISIONS[precision]).eval().requires_grad_(False)
+        conv = frozen_copy(model.conv_in, dtype=PRECISIONS[precision])
         return cls(data, conv_in=conv, providers=providers)
 
     # -- running the graph ---------------------------------------------------------------------

@@ -13,16 +13,18 @@ conv_in on the same GPU in the engine's precision (a single 3x3 conv).
 
 from __future__ import annotations
 
-import copy
 import logging
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import torch
 
+from .base import frozen_copy
 from .engine_cache import EngineCache, Profile, cache_dir, engine_facts
-from .onnx_export import ALIGN, ALPHA, FEATURE, INPUT, OUTPUT, PRECISIONS, PREV_FEAT, export_onnx, pad_to_multiple
+from .onnx_export import (ALIGN, ALPHA, FEATURE, INPUT, OUTPUT, PRECISIONS, PREV_FEAT, export_onnx_cached,
+                          pad_to_multiple)
 from .tensorrt_build import (INSTALL_HINT, TensorRTUnavailable, build_serialized_engine, gpu_facts,
                              import_tensorrt, make_logger, unavailable_reason)
 
@@ -70,7 +72,7 @@ class TensorRTEngine:
         lo, _, hi = self.engine.get_tensor_profile_shape(INPUT, 0)
         self.min_tile, self.max_tile = max(lo[2], lo[3]), min(hi[2], hi[3])
         self.min_batch, self.max_batch = int(lo[0]), int(hi[0])
-        self.conv_in = copy.deepcopy(model.conv_in).to(self.device, self.dtype).eval().requires_grad_(False)
+        self.conv_in = frozen_copy(model.conv_in, self.device, self.dtype)
         # temporal_alpha is only ever 0 (first frame, image use) or 1 (decode): make both once.
         self._alphas = {a: torch.tensor(a, dtype=torch.float32, device=self.device) for a in (0.0, 1.0)}
         self._lock = threading.Lock()  # one execution context: one call at a time
@@ -143,50 +145,71 @@ class TensorRTEngine:
                 f"{'video' if self.video else 'image'}, tiles {self.min_tile}..{self.max_tile})")
 
 
-def load_or_build(model: torch.nn.Module, *, precision: str = "fp16", profile: Profile | None = None,
-                  video: bool = False, models_dir: str | Path, workspace_bytes: int = 4 << 30,
-                  progress: Callable[[int, int], None] | None = None,
-                  cancel: Callable[[], bool] | None = None) -> TensorRTEngine:
-    """The engine for (model, precision, profile, video) on this GPU and TensorRT: from the
-    cache under ``<models_dir>/tensorrt/paragonsr2/`` when present, else built and stored."""
+@dataclass(frozen=True)
+class CachedEngine:
+    """A serialized engine, the cache file holding it, and whether this call built it."""
+
+    data: bytes
+    path: Path
+    built: bool
+
+
+def ensure_engine_bytes(model: torch.nn.Module, *, precision: str = "fp16", profile: Profile | None = None,
+                        video: bool = False, models_dir: str | Path, workspace_bytes: int = 4 << 30,
+                        progress: Callable[[int, int], None] | None = None,
+                        cancel: Callable[[], bool] | None = None, rebuild: bool = False) -> CachedEngine:
+    """The serialized engine for (model, precision, profile, video) on this GPU and TensorRT:
+    from the cache under ``<models_dir>/tensorrt/paragonsr2/`` when present (and not
+    ``rebuild``), else built and stored. The nodes and the command line both come here, so
+    their cache entries are the same."""
     reason = unavailable_reason()
     if reason:
         raise TensorRTUnavailable(reason)
     trt = import_tensorrt()
     profile = profile or Profile()
-    onnx_bytes = export_onnx(model, precision=precision, video=video)
+    onnx_bytes = export_onnx_cached(model, precision=precision, video=video)
     gpu, capability = gpu_facts()
     facts = engine_facts(onnx_bytes, profile, tensorrt_version=trt.__version__, gpu_name=gpu,
                          compute_capability=capability, video=video)
     label = f"{model.variant}_x{int(model.scale)}_{precision}{'_video' if video else ''}"
     cache = EngineCache(cache_dir(models_dir))
-    data = cache.load(facts, label)
-
-    def build_and_store() -> bytes:
-        """Called with the cache lock held."""
+    path, _ = cache.paths(facts, label)
+    data = None if rebuild else cache.load(facts, label)
+    if data is not None:
+        return CachedEngine(data, path, built=False)
+    with cache.lock(facts, label):
+        data = None if rebuild else cache.load(facts, label)  # another process may have built it meanwhile
+        if data is not None:
+            return CachedEngine(data, path, built=False)
         logger.info("ParagonSR2: building TensorRT engine %s (this takes a few minutes)", label)
-        built = build_serialized_engine(
+        data = build_serialized_engine(
             onnx_bytes, profile, num_feat=int(model.num_feat), video=video, workspace_bytes=workspace_bytes,
             timing_cache=cache.timing_cache_path(trt.__version__, gpu, capability),
             progress=progress, cancel=cancel)
-        path = cache.store(facts, built, label, extra={"variant": model.variant, "scale": int(model.scale),
-                                                      "precision": precision})
-        logger.info("ParagonSR2: TensorRT engine saved to %s", path)
-        return built
+        path = cache.store(facts, data, label, extra={"variant": model.variant, "scale": int(model.scale),
+                                                     "precision": precision})
+    logger.info("ParagonSR2: TensorRT engine saved to %s", path)
+    return CachedEngine(data, path, built=True)
 
-    if data is None:
-        with cache.lock(facts, label):
-            data = cache.load(facts, label)  # another process may have built it meanwhile
-            if data is None:
-                data = build_and_store()
+
+def load_or_build(model: torch.nn.Module, *, precision: str = "fp16", profile: Profile | None = None,
+                  video: bool = False, models_dir: str | Path, workspace_bytes: int = 4 << 30,
+                  progress: Callable[[int, int], None] | None = None,
+                  cancel: Callable[[], bool] | None = None) -> TensorRTEngine:
+    """``ensure_engine_bytes`` loaded as a TensorRTEngine on the current CUDA device."""
+    options = dict(precision=precision, profile=profile, video=video, models_dir=models_dir,
+                   workspace_bytes=workspace_bytes, progress=progress, cancel=cancel)
+    entry = ensure_engine_bytes(model, **options)
     try:
-        return TensorRTEngine(data, model=model, precision=precision, video=video)
+        return TensorRTEngine(entry.data, model=model, precision=precision, video=video)
     except RuntimeError:
+        if entry.built:
+            raise  # a fresh build that does not load: building again would not help
         # Same facts but unloadable (e.g. a driver update): rebuild once, replacing the file.
-        logger.warning("ParagonSR2: cached engine %s does not load here; rebuilding", label)
-        with cache.lock(facts, label):
-            data = build_and_store()
-        return TensorRTEngine(data, model=model, precision=precision, video=video)
+        logger.warning("ParagonSR2: cached engine %s does not load here; rebuilding", entry.path.name)
+        entry = ensure_engine_bytes(model, rebuild=True, **options)
+    return TensorRTEngine(entry.data, model=model, precision=precision, video=video)
 
 
-__all__ = ["INSTALL_HINT", "TensorRTEngine", "TensorRTUnavailable", "load_or_build"]
+__all__ = ["INSTALL_HINT", "CachedEngine", "TensorRTEngine", "TensorRTUnavailable", "ensure_engine_bytes",
+           "load_or_build"]

@@ -7,11 +7,11 @@ upstream inference script does, and the first such fallback is logged.
 
 from __future__ import annotations
 
-import copy
 import logging
 
 import torch
 
+from .base import frozen_copy
 from .memory import warm_cpu_allocator
 
 logger = logging.getLogger("ParagonSR2")
@@ -128,11 +128,7 @@ class TorchEngine:
         self.fallbacks = 0
 
     def _device_copy(self, dtype: torch.dtype) -> torch.nn.Module:
-        # deepcopy first: .to() on a module that is already on the device moves nothing and
-        # would hand back (and later cast) the master itself.
-        clone = copy.deepcopy(self._master).to(device=self.device, dtype=dtype).eval()
-        clone.requires_grad_(False)
-        return clone
+        return frozen_copy(self._master, self.device, dtype)
 
     def _fp32(self) -> torch.nn.Module:
         if self._fp32_model is None:

@@ -14,6 +14,7 @@ from typing import Callable
 
 import torch
 
+from ..engines.engine_cache import default_models_dir
 from ..paragonsr2_arch import MODEL_SUFFIXES
 
 logger = logging.getLogger("ParagonSR2")
@@ -60,7 +61,7 @@ def models_dir() -> Path:
     """ComfyUI's models folder; standalone: ``$PARAGONSR2_MODELS_DIR`` or ``./models``."""
     if IN_COMFYUI:
         return Path(_folder_paths.models_dir)
-    return Path(os.environ.get("PARAGONSR2_MODELS_DIR") or "models").resolve()
+    return default_models_dir()
 
 
 def output_dir() -> Path:

@@ -10,16 +10,16 @@ from collections import OrderedDict
 
 import torch
 
-from ..engines.base import ModelHandle
+from ..engines.base import PRECISIONS as TORCH_PRECISIONS
+from ..engines.base import SHARPNESS_AUTO, ModelHandle, parse_sharpness
 from ..paragonsr2_arch import ModelLoadError, load_model
 from . import comfy_bridge as bridge
 
 logger = logging.getLogger("ParagonSR2")
 
 CATEGORY = "image/upscaling/ParagonSR2"
-SHARPNESS_AUTO = "auto"
 SHARPNESS_CHOICES = [SHARPNESS_AUTO] + [f"{i / 10:.1f}" for i in range(11)]
-PRECISIONS = ["auto", "fp32", "fp16", "bf16"]
+PRECISIONS = list(TORCH_PRECISIONS)
 _MODEL_CACHE_SIZE = 4    # loaded CPU models kept (small: at most a few tens of MB each)
 _ENGINE_CACHE_SIZE = 2   # device copies kept, so re-queuing does not copy weights again
 
@@ -45,19 +45,6 @@ class _LRU(OrderedDict):
 _models = _LRU(_MODEL_CACHE_SIZE)     # (path, mtime_ns, size, sharpness) -> (model, descriptor)
 _engines = _LRU(_ENGINE_CACHE_SIZE)   # (id(model), precision, device) -> (weakref(model), engine)
 _spandrel_note_logged = False
-
-
-def parse_sharpness(value) -> float | None:
-    """"auto" -> None (file metadata, else 0.0); a number or numeric string -> float."""
-    if value is None or (isinstance(value, str) and value.strip().lower() == SHARPNESS_AUTO):
-        return None
-    try:
-        alpha = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"sharpness must be 'auto' or a number, not {value!r}") from None
-    if not 0.0 <= alpha <= 2.0:
-        raise ValueError(f"sharpness {alpha} is outside 0..2")
-    return alpha
 
 
 def _upscale_model_output(model: torch.nn.Module):

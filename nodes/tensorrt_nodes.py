@@ -7,12 +7,13 @@ import logging
 from pathlib import Path
 
 from ..engines.base import ModelHandle
+from ..engines.onnx_export import PRECISIONS
 from . import comfy_bridge as bridge
 from .image_nodes import CATEGORY
 
 logger = logging.getLogger("ParagonSR2")
 
-TRT_PRECISIONS = ["fp16", "fp32"]
+TRT_PRECISIONS = list(PRECISIONS)  # what ONNX graphs and TensorRT engines can hold
 
 
 def _check_handle(model) -> ModelHandle:

@@ -175,3 +175,25 @@ def test_build_trt_without_a_gpu_says_what_is_missing(model_file, tmp_path, caps
     assert code == 1
     assert "cannot build a TensorRT engine here" in capsys.readouterr().err
     assert not list(tmp_path.rglob("*.engine"))
+
+
+@pytest.mark.parametrize("value,message", [("2.5", "sharpness 2.5 is outside 0..2"), ("-0.1", "outside 0..2"),
+                                           ("sharp", "must be 'auto' or a number")])
+def test_sharpness_outside_what_the_loader_node_accepts_is_refused(tmp_path, small_image, model_file, capsys,
+                                                                   value, message):
+    with pytest.raises(SystemExit) as exc:
+        cli.main([str(small_image), "--model", str(model_file), "--sharpness", value, "--quiet"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "--sharpness" in err and message in err
+    assert not list(tmp_path.glob("cat_ParagonSR2*"))
+
+
+def test_sharpness_in_range_reaches_the_model(tmp_path, small_image, model_file):
+    out = tmp_path / "sharp.png"
+    assert cli.main([str(small_image), "-o", str(out), "--model", str(model_file), "--sharpness", "2",
+                     "--device", "cpu", "--quiet"]) == 0
+    plain = tmp_path / "plain.png"
+    assert cli.main([str(small_image), "-o", str(plain), "--model", str(model_file), "--device", "cpu",
+                     "--quiet"]) == 0
+    assert out.read_bytes() != plain.read_bytes()

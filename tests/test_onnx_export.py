@@ -16,6 +16,9 @@ upcasts internally where it has no fp16 kernel), so they are checked numerically
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import numpy as np
 import pytest
 import torch
@@ -271,3 +274,41 @@ def test_bad_precision_is_rejected(arch):
         ox.export_onnx(model, precision="int8")
     with pytest.raises(ox.ExportError, match="opset 22"):  # Conv has no bf16 before opset 22
         ox.export_onnx(model, precision="bf16")
+
+
+def test_cached_export_reuses_bytes_until_weights_or_sharpness_change(arch, monkeypatch):
+    """What the Build TensorRT Engine node runs on every queue: one export per unchanged model."""
+    model = _small(arch, "realtime")
+    exports = []
+    real_export = ox.export_onnx
+
+    def counting_export(*args, **kwargs):
+        exports.append(kwargs.get("precision"))
+        return real_export(*args, **kwargs)
+
+    monkeypatch.setattr(ox, "export_onnx", counting_export)
+    first = ox.export_onnx_cached(model, precision="fp32")
+    again = ox.export_onnx_cached(model, precision="fp32")
+    assert again is first and exports == ["fp32"]
+    assert first == real_export(model, precision="fp32")  # the cached bytes are the real export
+    fp16 = ox.export_onnx_cached(model, precision="fp16")
+    assert fp16 != first and exports == ["fp32", "fp16"]
+    assert ox.export_onnx_cached(model, precision="fp32") is first  # one entry per precision
+
+    original = model.conv_in.weight[0, 0, 0, 0].item()
+    with torch.no_grad():  # new weights loaded in place (same tensors, same addresses)
+        model.conv_in.weight[0, 0, 0, 0] += 1e-3
+    changed = ox.export_onnx_cached(model, precision="fp32")
+    assert changed != first and len(exports) == 3
+    model.conv_in.weight.data[0, 0, 0, 0] = original  # through .data: no version counter bump
+    assert ox.export_onnx_cached(model, precision="fp32") == first and len(exports) == 4
+
+    model.upsampler_alpha = model.upsampler_alpha + 0.5  # sharpness is not a tensor
+    sharper = ox.export_onnx_cached(model, precision="fp32")
+    assert sharper != first and len(exports) == 5
+    assert ox.export_onnx_cached(model, precision="fp32") is sharper and len(exports) == 5
+
+    alive = weakref.ref(model)
+    del model
+    gc.collect()
+    assert alive() is None  # the cache does not keep models (or their graphs) alive

@@ -4,10 +4,13 @@ graph, profiles, cache keys, atomic writes) are proven on CPU by the other test 
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 import pytest
 import torch
 
-from packlib import max_abs, natural_image, submodule
+from packlib import max_abs, natural_image, run_node, submodule
 
 build = submodule("engines.tensorrt_build")
 ec = submodule("engines.engine_cache")
@@ -100,3 +103,74 @@ def test_build_failure_reports_tensorrt_log(arch):
     with pytest.raises(build.BuildFailed) as info:
         build.build_serialized_engine(b"not an onnx graph", PROFILE, num_feat=16, video=False)
     assert "TensorRT" in str(info.value) and len(str(info.value).splitlines()) > 1
+
+
+# -- one cache for the node and the command line --------------------------------------------------
+# TensorRT itself is replaced by stand-ins (version, GPU facts, a builder returning bytes derived
+# from the real ONNX graph and profile); everything else (real model file, real export, real
+# cache files, locks, sidecars) is the code the node and `paragonsr2 build-trt` run.
+
+class _StandInTensorRT:
+    __version__ = "10.13.0"
+
+
+class _LoadedEngine:
+    """Stands in for TensorRTEngine(data, ...): keeps what the node would deserialize."""
+
+    def __init__(self, data, **kwargs):
+        self.data = data
+
+
+@pytest.fixture
+def stand_in_tensorrt(monkeypatch):
+    trt_engine = submodule("engines.tensorrt_engine")
+    builds = []
+
+    def build_serialized_engine(onnx_bytes, profile, **kwargs):
+        builds.append(profile)
+        return b"engine for " + hashlib.sha256(onnx_bytes + repr(profile).encode()).digest()
+
+    monkeypatch.setattr(trt_engine, "unavailable_reason", lambda: None)
+    monkeypatch.setattr(trt_engine, "import_tensorrt", lambda: _StandInTensorRT)
+    monkeypatch.setattr(trt_engine, "gpu_facts", lambda: ("Stand-in GPU", "8.9"))
+    monkeypatch.setattr(trt_engine, "build_serialized_engine", build_serialized_engine)
+    monkeypatch.setattr(trt_engine, "TensorRTEngine", _LoadedEngine)
+    return builds
+
+
+def _sidecars(models_dir):
+    found = sorted(ec.cache_dir(models_dir).glob("*.json"))
+    return [{k: v for k, v in json.loads(p.read_text()).items() if k != "created"} for p in found]
+
+
+def test_node_and_command_line_share_cache_entries(arch, tmp_path, monkeypatch, capsys, stand_in_tensorrt):
+    pytest.importorskip("onnx")
+    cli = submodule("cli")
+    trt_nodes = submodule("nodes.tensorrt_nodes")
+    base = submodule("engines.base")
+    model_file = arch.save_model(_small(arch), tmp_path / "rt_x2.safetensors")
+    handle = base.ModelHandle(arch.load_model(model_file), model_file.name)
+    tiles = dict(min_tile=32, opt_tile=64, max_tile=128)
+    cli_args = ["build-trt", "--model", str(model_file), "--precision", "fp16"] + [
+        f"--{k.replace('_', '-')}={v}" for k, v in tiles.items()]
+
+    # The node builds; the command line then finds its engine.
+    monkeypatch.setenv("PARAGONSR2_MODELS_DIR", str(tmp_path / "node_first"))
+    (out,) = run_node(trt_nodes.ParagonSR2BuildTensorRTEngine, model=handle, precision="fp16", **tiles)
+    assert len(stand_in_tensorrt) == 1
+    assert cli.main(cli_args + ["--models-dir", str(tmp_path / "node_first")]) == 0
+    assert "already built" in capsys.readouterr().out and len(stand_in_tensorrt) == 1
+
+    # The command line builds (into the default folder); the node then finds its engine.
+    monkeypatch.setenv("PARAGONSR2_MODELS_DIR", str(tmp_path / "cli_first"))
+    assert cli.main(cli_args) == 0
+    assert "wrote TensorRT engine" in capsys.readouterr().out and len(stand_in_tensorrt) == 2
+    (again,) = run_node(trt_nodes.ParagonSR2BuildTensorRTEngine, model=handle, precision="fp16", **tiles)
+    assert len(stand_in_tensorrt) == 2 and again.engine.data == out.engine.data
+
+    node_meta, cli_meta = _sidecars(tmp_path / "node_first"), _sidecars(tmp_path / "cli_first")
+    assert len(node_meta) == 1 and node_meta == cli_meta
+    assert {k: node_meta[0][k] for k in ("variant", "scale", "precision")} == {
+        "variant": "realtime", "scale": 2, "precision": "fp16"}
+    assert sorted(p.name for p in ec.cache_dir(tmp_path / "node_first").glob("*.engine")) == sorted(
+        p.name for p in ec.cache_dir(tmp_path / "cli_first").glob("*.engine"))
