@@ -213,8 +213,9 @@ class _VideoRun:
         """Blend and upscale every chunk; returns (blended, thumbnail, LR frame) of the last frame."""
         prev_blend, prev_thumb, prev_frame = carried
         n_frames, channels, scale = frames.shape[0], frames.shape[-1], int(self.engine.scale)
-        self.total = math.ceil(n_frames / chunk) * len(self.tiles)
-        for start in range(0, n_frames, chunk):
+        chunks = math.ceil(n_frames / chunk)
+        self.total = chunks * len(self.tiles)
+        for index, start in enumerate(range(0, n_frames, chunk)):
             raw = frames[start:min(n_frames, start + chunk)]
             lr = _frames_to_rgb(raw)
             thumbs = scene_cuts.thumbnails(lr)
@@ -225,16 +226,17 @@ class _VideoRun:
                 previous = prev_frame if prev_frame is not None else lr[:1]
                 maps = motion.motion_weights(lr, previous, alpha)
             blended = blend_frames(lr, weights, maps, prev_blend)
-            self._chunk(lr, blended, out, start)
+            self._chunk(lr, blended, out, start, chunks - index)
             if channels == 4:
                 out[start:start + lr.shape[0], ..., 3:4] = _upscale_alpha(raw, scale)
             prev_blend, prev_thumb, prev_frame = blended[-1:].clone(), thumbs[-1], lr[-1:].clone()
             del lr, blended, maps
         return prev_blend, prev_thumb, prev_frame
 
-    def _chunk(self, lr, blended, out, start):
+    def _chunk(self, lr, blended, out, start, chunks_left):
         """Upscale one chunk tile by tile; on out-of-memory halve the frames per call, then the
-        tile (re-planning the grid: the state is per frame, not per tile), and redo the chunk."""
+        tile (re-planning the grid: the state is per frame, not per tile), and redo the chunk.
+        ``chunks_left`` (this one included) keeps the progress total right after a re-plan."""
         engine = self.engine
         while True:
             try:
@@ -257,7 +259,7 @@ class _VideoRun:
                 elif side // 2 >= tiling.MIN_TILE:
                     height, width = lr.shape[-2:]
                     self.tiles = plan_grid(engine, height, width, side // 2, 1, self.halo, None)
-                    self.total += len(self.tiles)
+                    self.total = self.done + chunks_left * len(self.tiles)
                 else:
                     raise RuntimeError(
                         f"ParagonSR2 video: out of memory on {engine.device} even for one frame in "

@@ -396,10 +396,13 @@ def test_out_of_memory_halves_the_batch_then_the_tile(caplog):
     assert "2 frame(s) per call" in caplog.text
     assert max_abs(out, expected) <= EXACT
     caplog.clear()
+    calls = []
     with caplog.at_level(logging.WARNING, logger="ParagonSR2"):
-        out, _ = temporal.upscale_video(SmallTiles(model), frames, **kw)
+        out, _ = temporal.upscale_video(SmallTiles(model), frames, progress=lambda d, t: calls.append((d, t)),
+                                        **kw)
     assert "retrying with 32 px tiles, 1 frame(s) per call" in caplog.text
     assert max_abs(out, expected) <= EXACT
+    assert calls[-1][0] == calls[-1][1]  # the progress bar ends full after the re-plan
 
     class NoMemory(ModelEngine):
         def decode(self, lr, feat):
