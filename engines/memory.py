@@ -55,9 +55,9 @@ def bytes_per_lr_pixel(variant: str | None, dtype: torch.dtype = torch.float32, 
 
 
 def cpu_call_bytes_per_lr_pixel(variant: str | None, scale: int, dtype: torch.dtype = torch.float32) -> int | None:
-    """Peak memory growth per LR pixel of one CPU forward pass; None for the attention
-    variants, whose tiles are not shrunk for the allocator (tiling them is approximate, and their
-    compute dwarfs the page faults)."""
+    """Allocator churn per LR pixel of one CPU forward pass (the calibrated figure above); None
+    for the attention variants, whose tiles are not shrunk for the allocator (tiling them is
+    approximate, and their compute dwarfs the page faults)."""
     body = _CPU_BODY_BYTES_PER_LR_PIXEL.get(variant or "")
     if body is None:
         return None

@@ -273,8 +273,8 @@ def _cpu_call_bytes(engine) -> int | None:
 def _cpu_tile_cap(engine, batch: int, halo: int) -> int | None:
     """Largest tile whose call for ``batch`` images stays within CPU_CALL_BUDGET, so the
     allocator reuses memory instead of page-faulting it (exact: these networks are local).
-    2-core EPYC, fp32: stream x2 512x512 0.77 s whole vs 0.43 s in 128 px tiles; realtime x2
-    1024x1024 0.56 s vs 0.21 s in 352 px tiles (benchmarks/tiling.py --cpu-tiles)."""
+    2-core EPYC, fp32: stream x2 512x512 1.02 s whole vs 0.33 s in 176 px tiles; realtime x2
+    1024x1024 0.56 s vs 0.21 s in 368 px tiles (python benchmarks/tiling.py, overhead part)."""
     per_px = _cpu_call_bytes(engine)
     if per_px is None:
         return None
