@@ -65,6 +65,14 @@ def cpu_call_bytes_per_lr_pixel(variant: str | None, scale: int, dtype: torch.dt
     return per_px // 2 if dtype in (torch.float16, torch.bfloat16) else per_px
 
 
+def is_glibc() -> bool:
+    """Whether this process runs on GNU libc (whose malloc warm_cpu_allocator tunes)."""
+    try:
+        return os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc")
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
 def warm_cpu_allocator() -> None:
     """Raise glibc's malloc thresholds to their dynamic maximum, once per process.
 
@@ -80,10 +88,7 @@ def warm_cpu_allocator() -> None:
     if _allocator_warmed:
         return
     _allocator_warmed = True
-    try:
-        if not os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc"):
-            return
-    except (AttributeError, ValueError, OSError):
+    if not is_glibc():
         return
     block = torch.empty(_GLIBC_MAX_DYNAMIC_THRESHOLD - (1 << 20), dtype=torch.uint8)
     del block

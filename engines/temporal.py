@@ -183,9 +183,7 @@ def upscale_video(engine, frames: torch.Tensor, *, temporal_strength: float = DE
     key = model_key or _engine_key(engine)
     tiles, chunk = plan_video(engine, height, width, n_frames, tile_size, frames_per_chunk, halo, free_memory)
 
-    carried = (None, None, None, 0)
-    if _state_matches(state, key, height, width):
-        carried = (state.blended, state.last_thumb, state.last_frame, state.frames_seen)
+    previous = state if _state_matches(state, key, height, width) else None
 
     # Allocated outside inference mode, so downstream nodes may modify it in place.
     out_channels = 4 if channels == 4 else 3  # gray comes back as RGB, like the image runner
@@ -193,10 +191,11 @@ def upscale_video(engine, frames: torch.Tensor, *, temporal_strength: float = DE
                       dtype=torch.float32)
     run = _VideoRun(engine, tiles, halo, chunk, progress, check_interrupt)
     with torch.inference_mode():
-        blended, thumb, last = run.frames(frames, out, carried[:3], alpha, scene_cut_sensitivity,
+        blended, thumb, last = run.frames(frames, out, previous, alpha, scene_cut_sensitivity,
                                           motion_adaptive, chunk)
+    seen = previous.frames_seen if previous is not None else 0
     new_state = TemporalState(signature=(key, height, width), blended=blended, last_thumb=thumb,
-                              last_frame=last, frames_seen=carried[3] + n_frames)
+                              last_frame=last, frames_seen=seen + n_frames)
     return out, new_state
 
 
@@ -209,9 +208,11 @@ class _VideoRun:
         self.progress, self.check_interrupt = progress, check_interrupt
         self.done = 0
 
-    def frames(self, frames, out, carried, alpha, sensitivity, motion_adaptive, chunk):
-        """Blend and upscale every chunk; returns (blended, thumbnail, LR frame) of the last frame."""
-        prev_blend, prev_thumb, prev_frame = carried
+    def frames(self, frames, out, previous, alpha, sensitivity, motion_adaptive, chunk):
+        """Blend and upscale every chunk, continuing ``previous`` (a TemporalState or None);
+        returns (blended, thumbnail, LR frame) of the last frame."""
+        prev_blend, prev_thumb, prev_frame = (None, None, None) if previous is None else (
+            previous.blended, previous.last_thumb, previous.last_frame)
         n_frames, channels, scale = frames.shape[0], frames.shape[-1], int(self.engine.scale)
         chunks = math.ceil(n_frames / chunk)
         self.total = chunks * len(self.tiles)
@@ -253,7 +254,7 @@ class _VideoRun:
                     raise
                 del exc
                 release_cached_memory(engine.device)
-                side = max(max(t.y1 - t.y0, t.x1 - t.x0) for t in self.tiles)
+                side = self._tile_side()
                 if self.decode_batch > 1:
                     self.decode_batch //= 2
                 elif side // 2 >= tiling.MIN_TILE:
@@ -266,8 +267,10 @@ class _VideoRun:
                         f"{side}x{side} LR tiles; set a smaller tile_size or a lower precision "
                         "(fp16/bf16), or free memory") from None
                 logger.warning("ParagonSR2 video: out of memory; retrying with %d px tiles, %d frame(s)"
-                               " per call", max(max(t.y1 - t.y0, t.x1 - t.x0) for t in self.tiles),
-                               self.decode_batch)
+                               " per call", self._tile_side(), self.decode_batch)
+
+    def _tile_side(self) -> int:
+        return max(max(t.y1 - t.y0, t.x1 - t.x0) for t in self.tiles)
 
     def _tile(self, lr, blended, out, start, tile):
         engine, n = self.engine, lr.shape[0]

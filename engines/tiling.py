@@ -20,6 +20,7 @@ towards the image interior, and only an image smaller than the profile's minimum
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -369,9 +370,11 @@ def upscale_image(engine, image: torch.Tensor, *, tile_size: int = 0, halo: int 
         raise ValueError("image batch is empty")
     scale = int(engine.scale)
     device = torch.device(getattr(engine, "device", "cpu"))
+    # Read free memory at most once: the tile and the batch chunk are planned from one figure.
+    free_memory = functools.cache(free_memory or functools.partial(free_memory_bytes, device))
     tile, halo, wrap = tile_layout(engine, height, width, tile_size, halo, free_memory, wrap=wrap)
     if batch_chunk <= 0:
-        batch_chunk = _auto_batch_chunk(engine, batch, height, width, tile, halo, free_memory, device)
+        batch_chunk = _auto_batch_chunk(engine, batch, height, width, tile, halo, free_memory)
 
     out = torch.empty(batch, height * scale, width * scale, 4 if channels == 4 else 3, dtype=torch.float32)
     x = as_rgb_bchw(image)
@@ -417,11 +420,11 @@ def upscale_image(engine, image: torch.Tensor, *, tile_size: int = 0, halo: int 
     return out
 
 
-def _auto_batch_chunk(engine, batch, height, width, tile, halo, free_memory, device) -> int:
+def _auto_batch_chunk(engine, batch, height, width, tile, halo, free_memory) -> int:
     """Whole images per engine call when one tile covers the image and memory allows; else 1."""
     if batch == 1 or tile < max(height, width):
         return 1
-    free = free_memory() if free_memory is not None else free_memory_bytes(device)
+    free = free_memory()
     context = (min(height, tile) + 2 * halo) * (min(width, tile) + 2 * halo)
     per_image = context * bytes_per_lr_pixel(getattr(engine, "variant", None), _engine_dtype(engine),
                                              int(engine.scale))

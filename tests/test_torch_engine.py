@@ -138,14 +138,7 @@ print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 3)
 """
 
 
-def _glibc() -> bool:
-    try:
-        return os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc")
-    except (AttributeError, ValueError, OSError):
-        return False
-
-
-@pytest.mark.skipif(not _glibc(), reason="the allocator warm-up only acts on glibc (Linux)")
+@pytest.mark.skipif(not submodule("engines.memory").is_glibc(), reason="the allocator warm-up only acts on glibc (Linux)")
 def test_warm_allocator_stops_page_faults_per_call():
     """A 256x256 realtime forward pass on the CPU, each in a fresh process: glibc's default
     thresholds page-fault its tensors afresh on every call; after warm_cpu_allocator() (which a
