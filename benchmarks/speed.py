@@ -98,7 +98,7 @@ def bench_one(arch, mode, variant: str, scale: int, device, dtype, tile: int, re
 
 def _cpu_engine(arch, variant: str, scale: int):
     """A float32 CPU TorchEngine on a factory model, or None when the engines are absent."""
-    torch_engine = _bench.optional_submodule("engines.torch_engine")
+    torch_engine = _bench.optional_submodule("engines.backends.torch_engine")
     if torch_engine is None:
         return None
     model = arch.build_model(variant, scale).requires_grad_(False)
@@ -106,8 +106,8 @@ def _cpu_engine(arch, variant: str, scale: int):
 
 
 def tiled_overhead(arch, variant: str, scale: int, tile: int, repeats: int) -> dict | None:
-    """Time of engines.tiling.upscale_image on a 2x2-tile image over one whole-image call."""
-    tiling = _bench.optional_submodule("engines.tiling")
+    """Time of engines.tiling.runner.upscale_image on a 2x2-tile image over one whole-image call."""
+    tiling = _bench.optional_submodule("engines.tiling.runner")
     engine = _cpu_engine(arch, variant, scale)
     if tiling is None or engine is None:
         return None
@@ -127,7 +127,7 @@ def tiled_overhead(arch, variant: str, scale: int, tile: int, repeats: int) -> d
 
 
 def video_fps(arch, variant: str, scale: int, side: int, frames: int, repeats: int) -> dict | None:
-    temporal = _bench.optional_submodule("engines.temporal")
+    temporal = _bench.optional_submodule("engines.video.temporal")
     engine = _cpu_engine(arch, variant, scale)
     if temporal is None or engine is None:
         return None

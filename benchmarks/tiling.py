@@ -129,7 +129,7 @@ def main() -> None:
             for scale in ("2", "4"):  # a fresh process each, so ru_maxrss is this pass's peak
                 subprocess.run([sys.executable, __file__, "--_memory_child", variant, scale, "384"], check=True)
         return
-    te, tiling = submodule("engines.torch_engine"), submodule("engines.tiling")
+    te, tiling = submodule("engines.backends.torch_engine"), submodule("engines.tiling.runner")
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}")
 
     if not args.skip_overhead:

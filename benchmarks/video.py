@@ -7,7 +7,7 @@ and temporal stability / ghosting on synthetic clips.
 
 With no section flag, all three run. Speed: a realtime model (the bundled demo model when
 present) on 256x256 frames; "frame by frame" is the spec's recurrence through the model's own
-forward one frame at a time (batch 1), "pipeline chunk=k" is engines.temporal.upscale_video
+forward one frame at a time (batch 1), "pipeline chunk=k" is engines.video.temporal.upscale_video
 with k frames per call. Median of --runs runs, interleaved, in one process. --fresh adds the
 same comparison with each method in its own fresh process (what a user sees: a script running
 the network alone vs the video node). Memory: each clip
@@ -71,8 +71,8 @@ def frame_by_frame(model, frames: torch.Tensor, alpha: float) -> torch.Tensor:
 def bench_speed(model, name: str, runs: int, size: int = 256, frames_n: int = 16) -> dict:
     """Same process, interleaved runs: the frame-by-frame forward loop vs upscale_video.
     frames_per_chunk=k runs k frames per call; auto (0) is one 256x256 frame per call on CPU."""
-    temporal = submodule("engines.temporal")
-    TorchEngine = submodule("engines.torch_engine").TorchEngine
+    temporal = submodule("engines.video.temporal")
+    TorchEngine = submodule("engines.backends.torch_engine").TorchEngine
     engine = TorchEngine(model, device="cpu", precision="fp32")  # warms the CPU allocator for both
     frames = synthetic_clip(size, size, frames_n)
     methods = {"frame by frame (model forward)": lambda: frame_by_frame(engine.model, frames, 0.2)}
@@ -114,8 +114,8 @@ if mode == "loop":  # what a script does with the network alone: no engine, no a
     model.eval()
     fn = lambda: video.frame_by_frame(model, frames, 0.2)
 else:
-    engine = video.submodule("engines.torch_engine").TorchEngine(model, device="cpu", precision="fp32")
-    fn = lambda: video.submodule("engines.temporal").upscale_video(engine, frames)
+    engine = video.submodule("engines.backends.torch_engine").TorchEngine(model, device="cpu", precision="fp32")
+    fn = lambda: video.submodule("engines.video.temporal").upscale_video(engine, frames)
 fn()
 times = []
 for _ in range(runs):
@@ -150,8 +150,8 @@ sys.path.insert(0, sys.argv[1]); sys.path.insert(0, sys.argv[1] + "/benchmarks")
 import video
 n, size, chunk = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 model, _ = video.load(sys.argv[5] or None)
-temporal = video.submodule("engines.temporal")
-engine = video.submodule("engines.torch_engine").TorchEngine(model, device="cpu", precision="fp32")
+temporal = video.submodule("engines.video.temporal")
+engine = video.submodule("engines.backends.torch_engine").TorchEngine(model, device="cpu", precision="fp32")
 frames = video.synthetic_clip(size, size, n)
 temporal.upscale_video(engine, frames[:chunk], frames_per_chunk=chunk)  # warm-up: kernels, allocator
 def rss():
@@ -189,8 +189,8 @@ def bench_stability(model, name: str) -> dict:
     sys.path.insert(0, str(ROOT / "tests"))
     from packlib import natural_image
 
-    temporal = submodule("engines.temporal")
-    engine = submodule("engines.torch_engine").TorchEngine(model, device="cpu", precision="fp32")
+    temporal = submodule("engines.video.temporal")
+    engine = submodule("engines.backends.torch_engine").TorchEngine(model, device="cpu", precision="fp32")
     h, w, n, s = 64, 96, 10, model.scale
     g = torch.Generator().manual_seed(0)
     background = natural_image(h, w, seed=21)[0]

@@ -8,9 +8,11 @@ import time
 from pathlib import Path
 
 from .. import paragonsr2_arch as arch
-from ..engines import onnx_export, temporal, tensorrt_build, tensorrt_engine, tiling, torch_engine
-from ..engines.base import PRECISIONS, parse_sharpness
-from ..engines.engine_cache import Profile, default_models_dir
+from ..engines.backends import onnx_export, tensorrt_build, tensorrt_engine, torch_engine
+from ..engines.tiling import runner as tiling
+from ..engines.video import temporal
+from ..engines.runtime.contract import PRECISIONS, parse_sharpness
+from ..engines.backends.engine_cache import Profile, default_models_dir
 from . import video_io
 from .image_io import IMAGE_SUFFIXES, CliError, load_image, save_image
 from .outputs import check_target, default_output

@@ -14,7 +14,7 @@ from typing import Callable
 
 import torch
 
-from ..engines.engine_cache import default_models_dir
+from ..engines.backends.engine_cache import default_models_dir
 from ..paragonsr2_arch import MODEL_SUFFIXES
 
 logger = logging.getLogger("ParagonSR2")
@@ -138,7 +138,7 @@ def torch_device() -> torch.device:
     """ComfyUI's torch device; standalone: CUDA, then MPS, then CPU."""
     if IN_COMFYUI:
         return _mm.get_torch_device()
-    from ..engines.torch_engine import pick_device
+    from ..engines.backends.torch_engine import pick_device
 
     return pick_device("auto")
 
@@ -148,7 +148,7 @@ def free_memory(device: torch.device | str) -> int:
     device = torch.device(device)
     if IN_COMFYUI:
         return int(_mm.get_free_memory(device))
-    from ..engines.memory import free_memory_bytes
+    from ..engines.runtime.memory import free_memory_bytes
 
     return free_memory_bytes(device)
 

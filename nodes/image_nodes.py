@@ -10,8 +10,8 @@ from collections import OrderedDict
 
 import torch
 
-from ..engines.base import PRECISIONS as TORCH_PRECISIONS
-from ..engines.base import SHARPNESS_AUTO, ModelHandle, parse_sharpness
+from ..engines.runtime.contract import PRECISIONS as TORCH_PRECISIONS
+from ..engines.runtime.contract import SHARPNESS_AUTO, ModelHandle, parse_sharpness
 from ..paragonsr2_arch import ModelLoadError, load_model
 from . import comfy_bridge as bridge
 
@@ -109,7 +109,7 @@ def engine_for(handle: ModelHandle, device: str = "auto"):
     """The handle's prepared engine, else a cached TorchEngine on ``device`` ("auto" = ComfyUI's)."""
     if handle.engine is not None:
         return handle.engine
-    from ..engines.torch_engine import TorchEngine, pick_device
+    from ..engines.backends.torch_engine import TorchEngine, pick_device
 
     target = bridge.torch_device() if device == "auto" else pick_device(device)
     key = (id(handle.model), handle.precision, str(target))
@@ -202,7 +202,7 @@ class ParagonSR2Upscale:
         }
 
     def upscale(self, model, image, tile_size=0, halo=-1, device="auto"):
-        from ..engines import tiling
+        from ..engines.tiling import runner as tiling
 
         if not isinstance(model, ModelHandle):
             raise ValueError("model must come from ParagonSR2 Loader (a PARAGONSR2_MODEL), "

@@ -6,8 +6,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ..engines.base import ModelHandle
-from ..engines.onnx_export import PRECISIONS
+from ..engines.runtime.contract import ModelHandle
+from ..engines.backends.onnx_export import PRECISIONS
 from . import comfy_bridge as bridge
 from .image_nodes import CATEGORY
 
@@ -76,9 +76,9 @@ class ParagonSR2BuildTensorRTEngine:
 
     def build(self, model, precision="fp16", min_tile=64, opt_tile=512, max_tile=1024, max_batch=1,
               video=False, fallback_to_torch=True):
-        from ..engines.engine_cache import Profile
-        from ..engines.tensorrt_build import BuildCancelled, TensorRTUnavailable
-        from ..engines.tensorrt_engine import load_or_build
+        from ..engines.backends.engine_cache import Profile
+        from ..engines.backends.tensorrt_build import BuildCancelled, TensorRTUnavailable
+        from ..engines.backends.tensorrt_engine import load_or_build
 
         handle = _check_handle(model)
         if not min_tile <= max_tile:
@@ -139,7 +139,7 @@ class ParagonSR2ExportONNX:
         }
 
     def export(self, model, precision="fp16", video=False, filename_prefix="ParagonSR2"):
-        from ..engines.onnx_export import export_onnx
+        from ..engines.backends.onnx_export import export_onnx
 
         handle = _check_handle(model)
         root = bridge.output_dir().resolve()

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..engines import scene_cuts, temporal
-from ..engines.base import ModelHandle
+from ..engines.video import scene_cuts, temporal
+from ..engines.runtime.contract import ModelHandle
 from . import comfy_bridge as bridge
 from .image_nodes import CATEGORY, device_choices, engine_for
 

@@ -35,7 +35,7 @@ def import_pack(name: str = PACK_NAME):
 
 
 def submodule(dotted: str):
-    """A module of the pack, e.g. submodule("engines.tiling")."""
+    """A module of the pack, e.g. submodule("engines.tiling.runner")."""
     return _LAUNCHER.submodule(dotted, PACK_NAME)
 
 

@@ -11,8 +11,8 @@ from PIL import Image
 from packlib import PACK_ROOT, submodule
 
 cli = submodule("cli")
-tiling = submodule("engines.tiling")
-torch_engine = submodule("engines.torch_engine")
+tiling = submodule("engines.tiling.runner")
+torch_engine = submodule("engines.backends.torch_engine")
 SAMPLE = PACK_ROOT / "assets" / "chelsea.png"
 
 

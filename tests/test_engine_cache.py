@@ -12,7 +12,7 @@ import torch
 
 from packlib import submodule
 
-ec = submodule("engines.engine_cache")
+ec = submodule("engines.backends.engine_cache")
 
 FACTS = dict(tensorrt_version="10.13.0", gpu_name="NVIDIA GeForce RTX 4090", compute_capability="8.9", video=False)
 
@@ -20,7 +20,7 @@ FACTS = dict(tensorrt_version="10.13.0", gpu_name="NVIDIA GeForce RTX 4090", com
 @pytest.fixture(scope="module")
 def graphs(arch):
     pytest.importorskip("onnx")
-    ox = submodule("engines.onnx_export")
+    ox = submodule("engines.backends.onnx_export")
     model = arch.build_model("realtime", 2)
     other = arch.build_model("realtime", 2)
     with torch.no_grad():

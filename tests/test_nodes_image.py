@@ -13,7 +13,7 @@ from packlib import import_pack, load_reference, max_abs, natural_image, psnr, r
 
 image_nodes = submodule("nodes.image_nodes")
 bridge = submodule("nodes.comfy_bridge")
-tiling = submodule("engines.tiling")
+tiling = submodule("engines.tiling.runner")
 CASES = {v: reference_case_for(v) for v in ("realtime", "stream", "photo", "pro")}
 STANDIN = Path(__file__).resolve().parent / "comfy_standin"
 STANDIN_MODULES = ("comfy", "folder_paths", "paragonsr2_pack_in_comfyui")

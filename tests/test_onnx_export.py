@@ -27,7 +27,7 @@ from packlib import load_reference, max_abs, natural_image, reference_case_for, 
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
-ox = submodule("engines.onnx_export")
+ox = submodule("engines.backends.onnx_export")
 
 FP16_MAX_ABS, FP16_MEAN_ABS = 8e-3, 8e-4
 

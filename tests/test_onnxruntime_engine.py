@@ -20,9 +20,9 @@ from packlib import load_reference, max_abs, natural_image, reference_case_for, 
 
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
-ox = submodule("engines.onnx_export")
-orte = submodule("engines.onnxruntime_engine")
-base = submodule("engines.base")
+ox = submodule("engines.backends.onnx_export")
+orte = submodule("engines.backends.onnxruntime_engine")
+base = submodule("engines.runtime.contract")
 
 
 def _case(variant: str) -> dict:
@@ -46,7 +46,7 @@ def photo(arch):
 
 
 def _torch_engine(model):
-    return submodule("engines.torch_engine").TorchEngine(model, device="cpu", precision="fp32")
+    return submodule("engines.backends.torch_engine").TorchEngine(model, device="cpu", precision="fp32")
 
 
 def test_engine_protocol_and_facts(realtime, photo):
@@ -114,7 +114,7 @@ def test_image_engine_refuses_decode(photo):
 
 @pytest.mark.parametrize("hw,tile", [((37, 45), 16), ((70, 52), 32)])
 def test_tiled_runner_local_variant_matches_torch(realtime, hw, tile):
-    tiling = submodule("engines.tiling")
+    tiling = submodule("engines.tiling.runner")
     model, engine = realtime
     image = natural_image(*hw, seed=6, batch=2).permute(0, 2, 3, 1)
     ort_out = tiling.upscale_image(engine, image, tile_size=tile)
@@ -126,7 +126,7 @@ def test_tiled_runner_local_variant_matches_torch(realtime, hw, tile):
 
 
 def test_tiled_runner_attention_variant_matches_torch(photo):
-    tiling = submodule("engines.tiling")
+    tiling = submodule("engines.tiling.runner")
     model, engine = photo
     image = natural_image(64, 80, seed=7).permute(0, 2, 3, 1)
     ort_out = tiling.upscale_image(engine, image, tile_size=32)

@@ -10,9 +10,9 @@ import torch
 
 from packlib import load_reference, max_abs, natural_image, reference_case_for, submodule
 
-temporal = submodule("engines.temporal")
-scene_cuts = submodule("engines.scene_cuts")
-motion = submodule("engines.motion")
+temporal = submodule("engines.video.temporal")
+scene_cuts = submodule("engines.video.scene_cuts")
+motion = submodule("engines.video.motion")
 
 EXACT = 1e-5
 
@@ -360,7 +360,7 @@ def test_motion_adaptive_leaves_a_smaller_trail():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none visible to torch here)")
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_cuda_engine_matches_cpu(precision):
-    TorchEngine = submodule("engines.torch_engine").TorchEngine
+    TorchEngine = submodule("engines.backends.torch_engine").TorchEngine
     model = model_for("realtime")
     frames = clip_of(40, 56, 5, seed=9)
     kw = dict(temporal_strength=0.3, motion_adaptive=True, tile_size=32, frames_per_chunk=2,
@@ -416,7 +416,7 @@ def test_onnxruntime_video_engine_runs_the_pipeline():
     """The pipeline only needs encode/decode: an exported video graph gives the same frames."""
     pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
     pytest.importorskip("onnx", reason="onnx is not installed")
-    ort_engine = submodule("engines.onnxruntime_engine")
+    ort_engine = submodule("engines.backends.onnxruntime_engine")
     model = model_for("realtime")
     engine = ort_engine.OnnxRuntimeEngine.from_model(model, precision="fp32", video=True)
     frames = clip_of(32, 40, 4, seed=12)
@@ -431,7 +431,7 @@ def test_onnxruntime_video_engine_runs_the_pipeline():
 def test_cpu_frames_per_call():
     """Auto on the CPU: one frame per call for frame-sized tiles, several small frames per call;
     a user's frames_per_chunk is honoured."""
-    engine = submodule("engines.torch_engine").TorchEngine(model_for("realtime"), "cpu", "fp32")
+    engine = submodule("engines.backends.torch_engine").TorchEngine(model_for("realtime"), "cpu", "fp32")
     plenty = lambda: 64 << 30  # noqa: E731
     tiles, chunk = temporal.plan_video(engine, 256, 256, 30, 0, 0, None, plenty)
     assert len(tiles) == 1 and chunk == 1

@@ -12,8 +12,8 @@ import torch
 
 from packlib import max_abs, natural_image, run_node, submodule
 
-build = submodule("engines.tensorrt_build")
-ec = submodule("engines.engine_cache")
+build = submodule("engines.backends.tensorrt_build")
+ec = submodule("engines.backends.engine_cache")
 
 REASON = build.unavailable_reason()
 needs_trt = pytest.mark.skipif(REASON is not None, reason=f"TensorRT layer not testable here: {REASON}")
@@ -27,7 +27,7 @@ def test_unavailable_reason_says_what_and_how():
 
 
 def test_engine_module_imports_without_tensorrt():
-    trt_engine = submodule("engines.tensorrt_engine")
+    trt_engine = submodule("engines.backends.tensorrt_engine")
     assert hasattr(trt_engine, "load_or_build") and hasattr(trt_engine, "TensorRTEngine")
 
 
@@ -53,7 +53,7 @@ def test_strongly_typed_flag_is_computed():
 @needs_trt
 @pytest.mark.parametrize("precision,tol", [("fp32", 1e-3), ("fp16", 1e-2)])
 def test_build_and_run_matches_torch(arch, tmp_path, precision, tol):
-    trt_engine = submodule("engines.tensorrt_engine")
+    trt_engine = submodule("engines.backends.tensorrt_engine")
     model = _small(arch, "photo")
     steps = []
     engine = trt_engine.load_or_build(model, precision=precision, profile=PROFILE, video=True,
@@ -78,8 +78,8 @@ def test_build_and_run_matches_torch(arch, tmp_path, precision, tol):
 
 @needs_trt
 def test_tiled_runner_stays_inside_profile(arch, tmp_path):
-    tiling = submodule("engines.tiling")
-    trt_engine = submodule("engines.tensorrt_engine")
+    tiling = submodule("engines.tiling.runner")
+    trt_engine = submodule("engines.backends.tensorrt_engine")
     model = _small(arch)
     engine = trt_engine.load_or_build(model, precision="fp32", profile=PROFILE, models_dir=tmp_path)
     image = natural_image(200, 150, seed=3).permute(0, 2, 3, 1)  # larger than max_side
@@ -92,7 +92,7 @@ def test_tiled_runner_stays_inside_profile(arch, tmp_path):
 @needs_trt
 def test_build_cancel(arch, tmp_path):
     model = _small(arch)
-    ox = submodule("engines.onnx_export")
+    ox = submodule("engines.backends.onnx_export")
     with pytest.raises(build.BuildCancelled):
         build.build_serialized_engine(ox.export_onnx(model), PROFILE, num_feat=model.num_feat, video=False,
                                       cancel=lambda: True)
@@ -123,7 +123,7 @@ class _LoadedEngine:
 
 @pytest.fixture
 def stand_in_tensorrt(monkeypatch):
-    trt_engine = submodule("engines.tensorrt_engine")
+    trt_engine = submodule("engines.backends.tensorrt_engine")
     builds = []
 
     def build_serialized_engine(onnx_bytes, profile, **kwargs):
@@ -147,7 +147,7 @@ def test_node_and_command_line_share_cache_entries(arch, tmp_path, monkeypatch, 
     pytest.importorskip("onnx")
     cli = submodule("cli")
     trt_nodes = submodule("nodes.tensorrt_nodes")
-    base = submodule("engines.base")
+    base = submodule("engines.runtime.contract")
     model_file = arch.save_model(_small(arch), tmp_path / "rt_x2.safetensors")
     handle = base.ModelHandle(arch.load_model(model_file), model_file.name)
     tiles = dict(min_tile=32, opt_tile=64, max_tile=128)

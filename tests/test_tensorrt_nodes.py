@@ -12,8 +12,8 @@ import torch
 from packlib import max_abs, natural_image, run_node as _run, submodule
 
 trt_nodes = submodule("nodes.tensorrt_nodes")
-base = submodule("engines.base")
-build = submodule("engines.tensorrt_build")
+base = submodule("engines.runtime.contract")
+build = submodule("engines.backends.tensorrt_build")
 REASON = build.unavailable_reason()
 
 
@@ -116,7 +116,7 @@ def test_export_onnx_node_refuses_escaping_prefix(handle, tmp_path, monkeypatch)
 def test_upscale_node_runs_on_an_onnxruntime_engine(handle):
     """A handle carrying a non-torch engine (what the Build node returns) drives the Upscale node."""
     pytest.importorskip("onnxruntime")
-    orte = submodule("engines.onnxruntime_engine")
+    orte = submodule("engines.backends.onnxruntime_engine")
     image_nodes = submodule("nodes.image_nodes")
     with_engine = handle.with_engine(orte.OnnxRuntimeEngine.from_model(handle.model, "fp32"))
     image = natural_image(37, 45, seed=4).permute(0, 2, 3, 1)

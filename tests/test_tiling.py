@@ -7,8 +7,8 @@ import torch.nn.functional as F
 
 from packlib import load_reference, max_abs, natural_image, psnr, reference_case_for, submodule
 
-te = submodule("engines.torch_engine")
-tiling = submodule("engines.tiling")
+te = submodule("engines.backends.torch_engine")
+tiling = submodule("engines.tiling.runner")
 
 # tiled-vs-whole PSNR floors at default settings (docs/tiling.md has the measurements)
 PSNR_FLOOR = {"photo": 50.0, "pro": 45.0}
@@ -206,7 +206,7 @@ def test_cpu_auto_tiles_keep_calls_allocator_sized(realtime):
     """On the CPU the auto tile of a local network keeps one call within the allocator budget
     whatever the free memory (these tiles are exact); attention variants and GPUs keep large
     tiles. docs/tiling.md has the speed measurements behind this."""
-    memory = submodule("engines.memory")
+    memory = submodule("engines.runtime.memory")
     plenty = lambda: 64 << 30  # noqa: E731
     stream = _engine("stream")
     for engine in (realtime, stream):

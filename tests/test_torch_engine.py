@@ -11,8 +11,8 @@ import torch
 
 from packlib import load_reference, max_abs, natural_image, reference_case_for, submodule
 
-te = submodule("engines.torch_engine")
-base = submodule("engines.base")
+te = submodule("engines.backends.torch_engine")
+base = submodule("engines.runtime.contract")
 
 CUDA = torch.cuda.is_available()
 needs_cuda = pytest.mark.skipif(not CUDA, reason="no CUDA GPU on this machine")
@@ -127,7 +127,7 @@ sys.path.insert(0, sys.argv[1])
 from packlib import submodule
 model = submodule("paragonsr2_arch.network").build_model("realtime", 2)
 if sys.argv[2] == "warm":
-    submodule("engines.memory").warm_cpu_allocator()
+    submodule("engines.runtime.memory").warm_cpu_allocator()
 x = torch.rand(1, 3, 256, 256).contiguous(memory_format=torch.channels_last)
 with torch.inference_mode():
     model(x), model(x)
@@ -138,7 +138,7 @@ print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 3)
 """
 
 
-@pytest.mark.skipif(not submodule("engines.memory").is_glibc(), reason="the allocator warm-up only acts on glibc (Linux)")
+@pytest.mark.skipif(not submodule("engines.runtime.memory").is_glibc(), reason="the allocator warm-up only acts on glibc (Linux)")
 def test_warm_allocator_stops_page_faults_per_call():
     """A 256x256 realtime forward pass on the CPU, each in a fresh process: glibc's default
     thresholds page-fault its tensors afresh on every call; after warm_cpu_allocator() (which a

@@ -12,8 +12,8 @@ from packlib import load_reference, max_abs, natural_image, reference_case_for, 
 
 video_nodes = submodule("nodes.video_nodes")
 image_nodes = submodule("nodes.image_nodes")
-scene_cuts = submodule("engines.scene_cuts")
-temporal = submodule("engines.temporal")
+scene_cuts = submodule("engines.video.scene_cuts")
+temporal = submodule("engines.video.temporal")
 Node = video_nodes.ParagonSR2VideoUpscale
 
 

@@ -21,7 +21,7 @@ from typing import Callable
 
 import torch
 
-from .base import frozen_copy
+from ..runtime.contract import frozen_copy
 from .engine_cache import EngineCache, Profile, cache_dir, engine_facts
 from .onnx_export import (ALIGN, ALPHA, FEATURE, INPUT, OUTPUT, PRECISIONS, PREV_FEAT, export_onnx_cached,
                           pad_to_multiple)

@@ -33,8 +33,9 @@ from typing import Callable
 
 import torch
 
-from . import motion, scene_cuts, tiling
-from .torch_engine import is_out_of_memory, release_cached_memory
+from ..tiling import runner as tiling
+from . import motion, scene_cuts
+from ..runtime.devices import is_out_of_memory, release_cached_memory
 
 logger = logging.getLogger("ParagonSR2")
 

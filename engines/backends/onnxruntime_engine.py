@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .base import frozen_copy
+from ..runtime.contract import frozen_copy
 from .onnx_export import ALPHA, FEATURE, INPUT, OUTPUT, PRECISIONS, PREV_FEAT, export_onnx, pad_to_multiple
 
 logger = logging.getLogger("ParagonSR2")

@@ -21,6 +21,7 @@ towards the image interior, and only an image smaller than the profile's minimum
 from __future__ import annotations
 
 import functools
+import logging
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -28,9 +29,11 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from .memory import (CPU_BATCH_PIXELS, CPU_CALL_BUDGET, bytes_per_lr_pixel, cpu_call_bytes_per_lr_pixel,
+from ..runtime.memory import (CPU_BATCH_PIXELS, CPU_CALL_BUDGET, bytes_per_lr_pixel, cpu_call_bytes_per_lr_pixel,
                      free_memory_bytes)
-from .torch_engine import _DTYPES, is_out_of_memory, logger, release_cached_memory
+from ..runtime.devices import _DTYPES, is_out_of_memory, release_cached_memory
+
+logger = logging.getLogger("ParagonSR2")
 
 ALIGN = 16  # LR granularity of tile origins and sizes (the attention window)
 MIN_TILE = 32  # OOM back-off floor (LR px)

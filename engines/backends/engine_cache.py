@@ -22,6 +22,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
+from ..runtime.files import _fsync_dir, atomic_write_bytes  # noqa: F401 (atomic_write_bytes: public here too)
+
 logger = logging.getLogger("ParagonSR2")
 
 CACHE_SUBDIR = ("tensorrt", "paragonsr2")
@@ -96,47 +98,6 @@ def engine_paths(folder: Path, label: str, key: str) -> tuple[Path, Path]:
 
 def _safe(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)[:80]
-
-
-# -- atomic writes -------------------------------------------------------------------------------
-
-def _write_all(handle, data: bytes) -> None:
-    handle.write(data)
-
-
-def atomic_write_bytes(path: Path, data: bytes, *, writer: Callable = _write_all) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a part.
-
-    A unique temporary file in the same folder (same file system, so the rename is atomic) is
-    written, flushed, fsynced and renamed over ``path``; on any error it is removed.
-    ``writer(handle, data)`` exists so tests can simulate a crash mid-write.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            writer(handle, data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename itself durable (POSIX); Windows has no directory handles to sync."""
-    if os.name != "posix":
-        return
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 class KeyLock:

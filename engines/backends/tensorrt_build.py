@@ -15,7 +15,8 @@ import threading
 from pathlib import Path
 from typing import Callable
 
-from .engine_cache import Profile, atomic_write_bytes
+from ..runtime.files import atomic_write_bytes
+from .engine_cache import Profile
 from .onnx_export import ALPHA, INPUT, PREV_FEAT
 
 logger = logging.getLogger("ParagonSR2")

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import frozen_copy
+from ..runtime.contract import frozen_copy
 
 ALIGN = 16
 # TensorRT 10.0 parses opsets 9-20, TensorRT 11 more; 17 is what torch's TorchScript exporter
@@ -83,7 +83,7 @@ def _reference_mode():
     """The network's straightforward forwards (no cached derived weights, no fused kernels):
     exporters trace plain tensor ops. Older network packages have no such switch."""
     try:
-        from ..paragonsr2_arch.mode import reference_mode
+        from ...paragonsr2_arch.mode import reference_mode
     except ImportError:
         return contextlib.nullcontext()
     return reference_mode()
@@ -227,7 +227,7 @@ def export_onnx(model: nn.Module, path: str | Path | None = None, *, precision: 
     onnx.checker.check_model(proto)
     data = proto.SerializeToString()
     if path is not None:
-        from .engine_cache import atomic_write_bytes
+        from ..runtime.files import atomic_write_bytes
 
         atomic_write_bytes(Path(path), data)
     return data

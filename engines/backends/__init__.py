@@ -1,0 +1,1 @@
+"""Execution backends: torch, ONNX Runtime, ONNX export, TensorRT build/run and its engine cache."""

@@ -1,0 +1,1 @@
+"""Tiled upscaling of images of any size with any engine."""

@@ -1,0 +1,1 @@
+"""The temporal video pipeline: recurrence, scene cuts, motion-adaptive blending."""
