@@ -40,5 +40,32 @@ def submodule(dotted: str, name: str = PACK_NAME):
     return importlib.import_module(f"{name}.{dotted}")
 
 
+REQUIRED = ("torch", "numpy", "safetensors", "PIL")
+
+
+def missing_requirements() -> list[str]:
+    """Packages the command line cannot start without that this interpreter lacks."""
+    return [name for name in REQUIRED if importlib.util.find_spec(name) is None]
+
+
+def interpreter_hint(missing: list[str]) -> str:
+    """One line: what is missing and which interpreter to use instead."""
+    names = ", ".join("pillow" if name == "PIL" else name for name in missing)
+    venv = PACK_ROOT / ".venv" / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
+    setup, demo, me = PACK_ROOT / "scripts" / "setup_env.sh", PACK_ROOT / "scripts" / "demo.sh", Path(__file__).name
+    if venv.is_file() and Path(sys.executable).absolute() == venv.absolute():
+        use = f"the environment is incomplete (or site-packages are off): rerun 'bash {setup}'"
+    elif venv.is_file():
+        use = f"run it with the pack's environment: {venv} {me} ..."
+    else:
+        use = (f"make the pack's environment with 'bash {setup}' (or try 'bash {demo}'), "
+               f"then run .venv/bin/python {me} ...")
+    return f"paragonsr2: this Python ({sys.executable}) has no {names}; {use}"
+
+
 if __name__ == "__main__":
+    absent = missing_requirements()
+    if absent:  # before importing the pack: a traceback from deep inside it would not say what to do
+        print(interpreter_hint(absent), file=sys.stderr)
+        sys.exit(2)
     sys.exit(submodule("cli").main())

@@ -18,9 +18,6 @@ from pathlib import Path
 import torch
 
 PACK_ROOT = Path(__file__).resolve().parents[1]
-PACK_NAME = "paragonsr2_pack"
-
-
 sys.path.insert(0, str(PACK_ROOT))
 from paragonsr2 import submodule  # noqa: E402  (the launcher imports the pack as ComfyUI does)
 

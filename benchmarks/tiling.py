@@ -2,7 +2,7 @@
 
 1. Overhead of tiled upscaling at default settings (and at 512-px tiles) vs one whole-image
    pass, realtime (--size) and stream (--size / 2) on the CPU (median wall time of --runs runs,
-   same process). On the CPU the auto tile is sized for the allocator (engines/memory.py), so
+   same process). On the CPU the auto tile is sized for the allocator (engines/tiling/sizing.py), so
    it is faster than the whole image.
 2. Seam error of our tiling vs ComfyUI core's method (fixed tiles with a linear feather in the
    overlap, re-implemented here from its description) at equal tile size: max abs error and
@@ -21,9 +21,6 @@ import torch
 import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
-PACK = "paragonsr2_pack"
-
-
 sys.path.insert(0, str(ROOT))
 from paragonsr2 import submodule  # noqa: E402  (the launcher imports the pack as ComfyUI does)
 
@@ -139,7 +136,7 @@ def main() -> None:
             engine = te.TorchEngine(model, "cpu", "fp32")  # also warms the CPU allocator
             lr = photo(side, side)
             img = lr.permute(0, 2, 3, 1).contiguous()
-            tile = tiling.tile_layout(engine, side, side)[0]
+            tile = submodule("engines.tiling.sizing").tile_layout(engine.info, side, side)[0]
             whole = timed(lambda: engine(lr).clamp(0, 1), args.runs)
             auto = timed(lambda: tiling.upscale_image(engine, img), args.runs)
             t512 = timed(lambda: tiling.upscale_image(engine, img, tile_size=512), args.runs)

@@ -128,7 +128,7 @@ def bench_speed_fresh(model_path: str | None, variant: str, runs: int, size: int
                       rounds: int = 3) -> dict:
     """Each method in its own fresh process (alternating, ``rounds`` times; median): a plain
     frame-by-frame loop over the network, as a script without this pack runs it, vs the
-    pipeline (whose CPU engine warms the allocator, engines/memory.py). This is the speed a user
+    pipeline (whose CPU engine warms the allocator, engines/runtime/memory.py). This is the speed a user
     sees; the same-process table isolates what the pipeline itself adds or saves."""
     fps = {"loop": [], "pipeline": []}
     for _ in range(rounds):

@@ -3,26 +3,46 @@
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
 from .. import paragonsr2_arch as arch
-from ..engines.backends import onnx_export, tensorrt_build, tensorrt_engine, torch_engine
-from ..engines.tiling import runner as tiling
-from ..engines.video import temporal
-from ..engines.runtime.contract import PRECISIONS, parse_sharpness
+from ..engines.backends import (
+    onnx_export,
+    registry,
+    tensorrt_build,
+    tensorrt_engine,
+)
 from ..engines.backends.engine_cache import Profile, default_models_dir
-from . import video_io
-from .image_io import IMAGE_SUFFIXES, CliError, load_image, save_image
-from .outputs import check_target, default_output
+from ..engines.runtime.files import remove_stale_partials
+from ..engines.runtime.options import (
+    GRAPH_PRECISIONS,
+    TORCH_PRECISIONS,
+    parse_sharpness,
+)
+from ..engines.video import temporal
+from . import distributed, jobs, video_io
+from .checks import (
+    OneLineParser,
+    UsageError,
+    check_output,
+    check_output_file,
+    check_writable_folder,
+    describe_os_error,
+    number_in,
+    warn,
+)
+from .image_io import CliError
+from .outputs import check_target
 from .progress import Progress
-from .video_io import VIDEO_SUFFIXES
 
 PACK_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = PACK_ROOT / "models" / "ParagonSR2_realtime_x2_demo.safetensors"
 COMMANDS = ("upscale", "export-onnx", "build-trt")
-GRAPH_PRECISIONS = tuple(onnx_export.PRECISIONS)  # what ONNX graphs and TensorRT engines hold
 
 
 # -- arguments ------------------------------------------------------------------------------
@@ -41,18 +61,21 @@ def _model_args(p: argparse.ArgumentParser) -> None:
 
 
 def _run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", default=registry.DEFAULT_BACKEND, choices=tuple(registry.BACKENDS),
+                   help="what runs the network: torch (default), onnxruntime (graph exported on the fly) "
+                        "or tensorrt (engine built once, cached under $PARAGONSR2_MODELS_DIR or ./models)")
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps")
-    p.add_argument("--precision", default="auto", choices=PRECISIONS,
+    p.add_argument("--precision", default="auto", choices=TORCH_PRECISIONS,
                    help="auto = fp16 on CUDA, fp32 elsewhere")
-    p.add_argument("--tile", type=int, default=0, metavar="PX",
-                   help="LR tile side in pixels; 0 = sized to free memory (default)")
+    p.add_argument("--tile", type=number_in(16, 16384, int, zero_ok=True), default=0, metavar="PX",
+                   help="LR tile side in pixels, 16..16384; 0 = sized to free memory (default)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="paragonsr2", description="ParagonSR2 super-resolution outside ComfyUI. "
         "'paragonsr2 INPUT' is short for 'paragonsr2 upscale INPUT'.")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
 
     up = sub.add_parser("upscale", help="upscale an image, every image in a folder, or a video file")
     up.add_argument("input", type=Path, help="image file, folder of images, or video file (needs PyAV)")
@@ -60,14 +83,19 @@ def build_parser() -> argparse.ArgumentParser:
                     help="output file (folder for a folder input); default: <name>_ParagonSR2_x<scale> "
                          "beside the input, never an existing file")
     up.add_argument("--overwrite", action="store_true", help="replace an existing output (never an input)")
-    up.add_argument("--temporal-strength", type=float, default=0.2,
-                    help="video: feature blending with the previous frame, 0..0.95 (0 = per-frame)")
-    up.add_argument("--scene-cut-sensitivity", type=float, default=None,
-                    help="video: scene-cut detection sensitivity (0 disables); default: the library's")
-    up.add_argument("--frames-per-chunk", type=int, default=16, help="video: frames decoded and upscaled at once")
+    up.add_argument("--skip-existing", action="store_true",
+                    help="keep outputs that already exist (finished by an earlier run: outputs are written "
+                         "atomically, so an existing one is complete); in a folder, do only the rest")
+    up.add_argument("--temporal-strength", type=number_in(0, temporal.MAX_STRENGTH), default=0.2,
+                    help=f"video: feature blending with the previous frame, 0..{temporal.MAX_STRENGTH} (0 = per-frame)")
+    up.add_argument("--scene-cut-sensitivity", type=number_in(0, 1), default=None,
+                    help="video: scene-cut detection sensitivity 0..1 (0 disables); default: the library's")
+    up.add_argument("--frames-per-chunk", type=number_in(1, 4096, int), default=16,
+                    help="video: frames decoded and upscaled at once, 1..4096")
     up.add_argument("--quiet", action="store_true", help="no progress bars")
     _model_args(up)
     _run_args(up)
+    distributed.add_arguments(up)  # --workers, --devices, --ray-address, ...
 
     onnx = sub.add_parser("export-onnx", help="export the model to ONNX")
     onnx.add_argument("-o", "--output", type=Path, required=True, help="the .onnx file to write")
@@ -95,29 +123,22 @@ def load_model(path: Path, sharpness):
         raise CliError(f"model file not found: {path}")
     try:
         return arch.load_model(path, upsampler_alpha=sharpness)
-    except arch.ModelLoadError as exc:
-        raise CliError(f"cannot load model {path}: {exc}") from None
+    except arch.ModelLoadError as exc:  # its message already starts with the file name
+        text = str(exc)
+        message = text if path.name in text else f"{path}: {text}"
+        raise CliError(f"cannot load model {message}") from None
 
 
-def make_engine(args):
+def make_engine(args, video: bool = False):
+    """The engine of ``--backend`` (engines/backends/registry.py); ``video`` asks for one whose
+    decode works (ONNX Runtime / TensorRT then use their video graphs)."""
     model = load_model(args.model, args.sharpness)
+    backend = getattr(args, "backend", registry.DEFAULT_BACKEND)
     try:
-        device = torch_engine.pick_device(args.device)
-        return torch_engine.TorchEngine(model, device=device, precision=args.precision)
+        return registry.make_engine(backend, model, args.device, args.precision, video=video)
     except (RuntimeError, ValueError) as exc:
-        raise CliError(f"cannot use device {args.device!r} with precision {args.precision!r}: {exc}") from None
-
-
-def upscale_image_file(engine, src: Path, dst: Path, tile: int, quiet: bool = False) -> tuple[int, int]:
-    """Upscale one image file into ``dst``; returns the output (width, height)."""
-    image = load_image(src)
-    progress = Progress(src.name, enabled=not quiet)
-    try:
-        out = tiling.upscale_image(engine, image, tile_size=tile, progress=progress)
-    finally:
-        progress.close()
-    save_image(out[0], dst)
-    return out.shape[2], out.shape[1]
+        raise CliError(f"cannot use the {backend} backend on device {args.device!r} with precision "
+                       f"{args.precision!r}: {exc}") from None
 
 
 # -- commands -------------------------------------------------------------------------------
@@ -125,84 +146,53 @@ def cmd_upscale(args) -> int:
     src: Path = args.input
     if not src.exists():
         raise CliError(f"input not found: {src}")
-    kind = "folder" if src.is_dir() else "video" if src.suffix.lower() in VIDEO_SUFFIXES else "image"
-    if kind == "image" and src.suffix.lower() not in IMAGE_SUFFIXES:
-        raise CliError(f"{src}: unknown file type {src.suffix!r}; images: {' '.join(IMAGE_SUFFIXES)}; "
-                       f"videos: {' '.join(VIDEO_SUFFIXES)}")
-    if kind == "video":
+    kind = jobs.classify(src)
+    plan = None
+    if args.output is not None:  # everything about an explicit output is checked before the model loads
+        check_output(args.output, kind)
+        if kind != "folder" and args.skip_existing and args.output.is_file():
+            print(f"kept {args.output}: it exists and --skip-existing was given")  # atomic: it is complete
+            return 0
+        if kind != "folder":
+            check_target(args.output, [src], args.overwrite)
+        plan = _video_plan(kind, args.output, src)
+    elif kind == "video":
         video_io._av()  # fail before loading the model when PyAV is missing
-    engine = make_engine(args)
+    if not args.model.is_file():
+        raise CliError(f"model file not found: {args.model}")
+    if distributed.requested(args):
+        return distributed.run(args, kind, plan)
+    engine = make_engine(args, video=kind == "video")
+    dst = args.output or jobs.default_target(src, kind, engine.scale)
+    if args.output is None:
+        check_output(dst, kind)
+        plan = _video_plan(kind, dst, src)
     if kind == "folder":
-        return _upscale_folder(engine, args)
+        return jobs.run_folder(engine, src, dst, args)
+    remove_stale_partials(dst.parent)
     if kind == "video":
-        return _upscale_video(engine, args)
-    dst = check_target(args.output or default_output(src, engine.scale), [src], args.overwrite)
-    start = time.perf_counter()
-    width, height = upscale_image_file(engine, src, dst, args.tile, args.quiet)
-    print(f"wrote {dst} ({width}x{height}, x{engine.scale}, {engine.device}, {engine.precision}) "
-          f"in {time.perf_counter() - start:.2f} s")
-    return 0
+        return jobs.run_video(engine, src, dst, args, plan)
+    return jobs.run_image(engine, src, dst, args)
 
 
-def _upscale_folder(engine, args) -> int:
-    src: Path = args.input
-    files = sorted(p for p in src.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise CliError(f"no images ({' '.join(IMAGE_SUFFIXES)}) in {src}")
-    out_dir: Path = args.output or default_output(src, engine.scale)
-    if out_dir.exists() and out_dir.resolve() == src.resolve():
-        raise CliError("the output folder is the input folder; choose another --output")
-    if out_dir.exists() and not out_dir.is_dir():
-        raise CliError(f"--output {out_dir} is a file; a folder input needs an output folder")
-    failed = 0
-    start = time.perf_counter()
-    for i, path in enumerate(files, 1):
-        try:
-            dst = check_target(out_dir / path.name, files, args.overwrite)
-            t0 = time.perf_counter()
-            width, height = upscale_image_file(engine, path, dst, args.tile, args.quiet)
-            print(f"[{i}/{len(files)}] wrote {dst} ({width}x{height}) in {time.perf_counter() - t0:.2f} s")
-        except CliError as exc:
-            failed += 1
-            print(f"[{i}/{len(files)}] error: {exc}", file=sys.stderr)
-    print(f"{len(files) - failed} of {len(files)} images written to {out_dir} in {time.perf_counter() - start:.2f} s")
-    return 1 if failed else 0
-
-
-def _upscale_video(engine, args) -> int:
-    from .video_io import VideoReader, VideoWriter
-
-    src: Path = args.input
-    dst = check_target(args.output or default_output(src, engine.scale, ".mp4"), [src], args.overwrite)
-    options = {"temporal_strength": args.temporal_strength, "tile_size": args.tile}
-    if args.scene_cut_sensitivity is not None:
-        options["scene_cut_sensitivity"] = args.scene_cut_sensitivity
-    reader = VideoReader(src)
-    writer, state, done = None, None, 0
-    progress = Progress(f"{src.name} frames", enabled=not args.quiet)
-    start = time.perf_counter()
-    try:
-        for frames in reader.chunks(max(1, args.frames_per_chunk)):
-            out, state = temporal.upscale_video(engine, frames, state=state, **options)
-            if writer is None:
-                writer = VideoWriter(dst, reader.rate, out.shape[2], out.shape[1])
-            writer.write(out[..., :3])
-            done += frames.shape[0]
-            progress(done, max(done, reader.frames))
-    finally:
-        progress.close()
-        reader.close()
-        if writer is not None:
-            writer.close()
-    if writer is None:
-        raise CliError(f"{src}: no frames could be decoded")
-    print(f"wrote {dst} ({done} frames, x{engine.scale}) in {time.perf_counter() - start:.2f} s")
-    return 0
+def _video_plan(kind: str, dst: Path, src: Path):
+    """For a video into a container: the encoder and the streams copied, said up front."""
+    if kind != "video" or dst.suffix.lower() not in video_io.CONTAINERS:
+        if kind == "video":
+            warn(f"{src.name}: an animation output holds no audio; audio and subtitles are not kept")
+        return None
+    plan = video_io.plan_output(dst, src)
+    for dropped in plan.dropped:
+        warn(f"{src.name}: not kept: {dropped}")
+    return plan
 
 
 def cmd_export_onnx(args) -> int:
-    model = load_model(args.model, args.sharpness)
+    if args.output.suffix.lower() != ".onnx":
+        raise UsageError(f"--output {args.output}: ONNX graphs are written as .onnx files")
+    check_output_file(args.output)
     dst = check_target(args.output, [args.model], args.overwrite)
+    model = load_model(args.model, args.sharpness)
     start = time.perf_counter()
     try:
         onnx_export.export_onnx(model, dst, precision=args.precision, video=args.temporal)
@@ -221,11 +211,12 @@ def cmd_build_trt(args) -> int:
     reason = tensorrt_engine.unavailable_reason()
     if reason:  # before loading the model
         raise CliError(f"cannot build a TensorRT engine here: {reason}")
-    model = load_model(args.model, args.sharpness)
     try:
         profile = Profile(min_side=args.min_tile, opt_side=args.opt_tile, max_side=args.max_tile)
     except ValueError as exc:
-        raise CliError(str(exc)) from None
+        raise UsageError(str(exc)) from None
+    check_writable_folder(args.models_dir or default_models_dir(), "TensorRT engines")
+    model = load_model(args.model, args.sharpness)
     start = time.perf_counter()
     progress = Progress("TensorRT build")
     try:
@@ -246,7 +237,18 @@ def cmd_build_trt(args) -> int:
     return 0
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so every ``finally`` and atomic output cleans up
+    exactly as for Ctrl-C (Python's default for SIGTERM is to die on the spot)."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Exit codes: 0 done; 1 failed while working (unreadable input, model, device);
+    2 refused before any work (bad option or output); 130 Ctrl-C; 143 SIGTERM."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] not in COMMANDS and not argv[0].startswith("-"):
         argv.insert(0, "upscale")  # 'paragonsr2 photo.png' = 'paragonsr2 upscale photo.png'
@@ -256,14 +258,35 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     handler = {"upscale": cmd_upscale, "export-onnx": cmd_export_onnx, "build-trt": cmd_build_trt}[args.command]
+    previous = _install(signal.SIGTERM, _on_sigterm)
     try:
         return handler(args)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except CliError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print("interrupted: no partial output was left", file=sys.stderr)
         return 130
-    except Exception as exc:  # last resort: a one-line message and a failing exit code
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+    except Terminated:
+        print("terminated: no partial output was left", file=sys.stderr)
+        return 143
+    except OSError as exc:  # a disk filling up, a folder removed mid-run: the OS's words, no class name
+        print(f"error: {describe_os_error(exc)}", file=sys.stderr)
         return 1
+    except Exception as exc:  # last resort: a one-line message and a failing exit code
+        print(f"error: {exc or 'unexpected failure'} (set PARAGONSR2_DEBUG=1 to see where)", file=sys.stderr)
+        if os.environ.get("PARAGONSR2_DEBUG"):
+            raise
+        return 1
+    finally:
+        _install(signal.SIGTERM, previous)
+
+
+def _install(signum, handler):
+    """Set a signal handler where Python allows it (the main thread); returns the old one."""
+    if handler is None or threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signum, handler)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .image_io import CliError
+from .checks import UsageError
 
 
 def same_file(a: Path, b: Path) -> bool:
@@ -34,10 +34,11 @@ def default_output(source: Path, scale: int, suffix: str | None = None) -> Path:
 
 
 def check_target(target: Path, inputs: list[Path], overwrite: bool) -> Path:
-    """Refuse to write over any input (always) or over an existing file (unless ``overwrite``)."""
+    """Refuse to write over any input (always) or over an existing file (unless ``overwrite``);
+    both are usage errors (exit 2), found before any work."""
     for src in inputs:
         if target.resolve() == src.resolve() or same_file(target, src):
-            raise CliError(f"refusing to overwrite the input {src}; choose another --output")
+            raise UsageError(f"refusing to overwrite the input {src}; choose another --output")
     if target.exists() and not overwrite:
-        raise CliError(f"{target} already exists; pass --overwrite to replace it, or choose another --output")
+        raise UsageError(f"{target} already exists; pass --overwrite to replace it, or choose another --output")
     return target

@@ -143,6 +143,53 @@ def torch_device() -> torch.device:
     return pick_device("auto")
 
 
+def model_patcher(module: torch.nn.Module, load_device: torch.device | None = None):
+    """A ComfyUI model patcher around ``module``, made the way core's Load Upscale Model makes
+    one: CoreModelPatcher where this ComfyUI has it (newer cores), else ModelPatcher; loaded to
+    ``load_device`` (default ComfyUI's torch device), offloaded to ComfyUI's offload device.
+    None outside ComfyUI."""
+    if not IN_COMFYUI:
+        return None
+    import comfy.model_patcher as patchers
+
+    patcher_class = getattr(patchers, "CoreModelPatcher", None) or patchers.ModelPatcher
+    comfy_device = _mm.get_torch_device()
+    load_device = torch.device(load_device) if load_device is not None else comfy_device
+    # ComfyUI's offload device belongs to its own device (with --highvram it is that GPU);
+    # a node set to another device (cpu, a second GPU) offloads to the CPU.
+    offload = _mm.unet_offload_device() if load_device == comfy_device else torch.device("cpu")
+    return patcher_class(module, load_device=load_device, offload_device=offload)
+
+
+def offload_device() -> torch.device:
+    """Where ComfyUI keeps unloaded weights (CPU standalone)."""
+    return _mm.unet_offload_device() if IN_COMFYUI else torch.device("cpu")
+
+
+def load_models(patchers: list, memory_required: int = 0) -> None:
+    """Have ComfyUI's model manager put ``patchers`` on their load devices, evicting other
+    models so that ``memory_required`` bytes of working memory stay free besides the weights.
+    Fully loaded: our layers are plain torch modules, which ComfyUI's partial (low-VRAM)
+    loading would leave half on the offload device."""
+    if IN_COMFYUI and patchers:
+        _mm.load_models_gpu(list(patchers), memory_required=int(memory_required), force_full_load=True)
+
+
+def make_room(memory_required: int, device: torch.device | str) -> None:
+    """Ask ComfyUI to evict models until ``memory_required`` bytes are free on ``device``: for
+    engines whose memory ComfyUI cannot manage (ONNX Runtime, TensorRT). No-op standalone."""
+    device = torch.device(device)
+    if IN_COMFYUI and device.type != "cpu":
+        _mm.free_memory(int(memory_required), device)
+
+
+def loaded_model_count(module: torch.nn.Module) -> int:
+    """How many of ComfyUI's loaded models wrap ``module`` (0 standalone); for diagnostics and tests."""
+    if not IN_COMFYUI:
+        return 0
+    return sum(1 for patcher in _mm.loaded_models() if getattr(patcher, "model", None) is module)
+
+
 def free_memory(device: torch.device | str) -> int:
     """Bytes free on ``device`` (ComfyUI's accounting inside ComfyUI)."""
     device = torch.device(device)

@@ -2,123 +2,14 @@
 
 from __future__ import annotations
 
-import copy
-import logging
 import os
-import weakref
-from collections import OrderedDict
 
-import torch
-
-from ..engines.runtime.contract import PRECISIONS as TORCH_PRECISIONS
-from ..engines.runtime.contract import SHARPNESS_AUTO, ModelHandle, parse_sharpness
-from ..paragonsr2_arch import ModelLoadError, load_model
+from ..engines.runtime.options import SHARPNESS_AUTO
 from . import comfy_bridge as bridge
-
-logger = logging.getLogger("ParagonSR2")
-
-CATEGORY = "image/upscaling/ParagonSR2"
-SHARPNESS_CHOICES = [SHARPNESS_AUTO] + [f"{i / 10:.1f}" for i in range(11)]
-PRECISIONS = list(TORCH_PRECISIONS)
-_MODEL_CACHE_SIZE = 4    # loaded CPU models kept (small: at most a few tens of MB each)
-_ENGINE_CACHE_SIZE = 2   # device copies kept, so re-queuing does not copy weights again
-
-
-class _LRU(OrderedDict):
-    def __init__(self, size: int):
-        super().__init__()
-        self.size = size
-
-    def get_fresh(self, key):
-        if key in self:
-            self.move_to_end(key)
-            return self[key]
-        return None
-
-    def put(self, key, value):
-        self[key] = value
-        self.move_to_end(key)
-        while len(self) > self.size:
-            self.popitem(last=False)
-
-
-_models = _LRU(_MODEL_CACHE_SIZE)     # (path, mtime_ns, size, sharpness) -> (model, descriptor)
-_engines = _LRU(_ENGINE_CACHE_SIZE)   # (id(model), precision, device) -> (weakref(model), engine)
-_spandrel_note_logged = False
-
-
-def _upscale_model_output(model: torch.nn.Module):
-    """A spandrel ImageModelDescriptor for core nodes, or None when spandrel is unusable.
-
-    It wraps its own copy of the network: core nodes move and cast the model they are given
-    (``.to(device)``, ``.half()``), and the handle's master copy must stay CPU float32.
-    """
-    global _spandrel_note_logged
-    try:
-        from ..paragonsr2_arch.spandrel_arch import descriptor_for_model
-
-        return descriptor_for_model(copy.deepcopy(model))
-    except Exception as exc:  # ImportError, or torchvision failing inside spandrel's import
-        if not _spandrel_note_logged:
-            _spandrel_note_logged = True
-            logger.info("ParagonSR2 Loader: UPSCALE_MODEL output is empty because spandrel is not "
-                        "usable here (%s); the PARAGONSR2_MODEL output works.", type(exc).__name__)
-        return None
-
-
-def load_model_handle(name: str, sharpness="auto", precision: str = "auto", *, with_descriptor: bool = False):
-    """Load a model by its list name into a ModelHandle (cached by file identity and sharpness).
-
-    With ``with_descriptor`` returns ``(handle, spandrel_descriptor_or_None)``.
-    Bad files raise ValueError carrying the loader's message (no tensor traceback).
-    """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
-    alpha = parse_sharpness(sharpness)
-    path = bridge.model_file_path(name)
-    stat = os.stat(path)
-    key = (os.path.realpath(path), stat.st_mtime_ns, stat.st_size, alpha)
-    cached = _models.get_fresh(key)
-    if cached is None:
-        try:
-            model = load_model(path, upsampler_alpha=alpha)
-        except ModelLoadError as exc:
-            raise ValueError(str(exc)) from None
-        cached = [model, None, False]  # model, descriptor, descriptor tried
-        _models.put(key, cached)
-    model = cached[0]
-    handle = ModelHandle(model=model, name=name, precision=precision)
-    if not with_descriptor:
-        return handle
-    if not cached[2]:
-        cached[1], cached[2] = _upscale_model_output(model), True
-    return handle, cached[1]
-
-
-def device_choices() -> list[str]:
-    choices = ["auto", "cpu"]
-    if torch.cuda.is_available():
-        choices += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        choices.append("mps")
-    return choices
-
-
-def engine_for(handle: ModelHandle, device: str = "auto"):
-    """The handle's prepared engine, else a cached TorchEngine on ``device`` ("auto" = ComfyUI's)."""
-    if handle.engine is not None:
-        return handle.engine
-    from ..engines.backends.torch_engine import TorchEngine, pick_device
-
-    target = bridge.torch_device() if device == "auto" else pick_device(device)
-    key = (id(handle.model), handle.precision, str(target))
-    cached = _engines.get_fresh(key)
-    if cached is not None and cached[0]() is handle.model:
-        return cached[1]
-    engine = TorchEngine(handle.model, target, handle.precision)
-    _engines.put(key, (weakref.ref(handle.model), engine))
-    return engine
+from . import managed
+from .inputs import MODEL_FACTOR, checked_request, naming_model_on_failure, output_size_inputs
+from .shared import (CATEGORY, PRECISIONS, SHARPNESS_CHOICES, device_choices, engine_for, load_model_handle,
+                     validate_device)
 
 
 class ParagonSR2Loader:
@@ -126,6 +17,8 @@ class ParagonSR2Loader:
                    "models/upscale_models or models/paragonsr2. Outputs it for the ParagonSR2 "
                    "nodes and, when spandrel is installed, as UPSCALE_MODEL for core and other nodes.")
     CATEGORY = CATEGORY
+    # Extra words the node search matches (ComfyUI sends them to the frontend as a JSON list).
+    SEARCH_ALIASES = ("paragonsr2", "load upscale model", "upscale model loader", "super resolution model", "sr model")
     FUNCTION = "load"
     RETURN_TYPES = ("PARAGONSR2_MODEL", "UPSCALE_MODEL")
     RETURN_NAMES = ("paragonsr2_model", "upscale_model")
@@ -173,6 +66,9 @@ class ParagonSR2Upscale:
                    "memory. realtime/stream tiles are seamless (identical to one whole pass); "
                    "photo/pro use wide overlaps. RGBA keeps its alpha (upscaled smoothly); grayscale comes back as RGB.")
     CATEGORY = CATEGORY
+    SEARCH_ALIASES = (
+        "upscale", "upscaler", "super resolution", "super-resolution", "sr", "superres", "enlarge image", "paragonsr2",
+    )
     FUNCTION = "upscale"
     RETURN_TYPES = ("IMAGE",)
     RETURN_NAMES = ("image",)
@@ -198,16 +94,26 @@ class ParagonSR2Upscale:
                 "device": (device_choices(), {
                     "default": "auto",
                     "tooltip": "Where to compute. auto = ComfyUI's device (the GPU when there is one)."}),
+                **output_size_inputs(),
             },
         }
 
-    def upscale(self, model, image, tile_size=0, halo=-1, device="auto"):
+    @classmethod
+    def VALIDATE_INPUTS(cls, device="auto"):
+        return validate_device(device)  # any device name: workflows from other machines validate
+
+    def upscale(self, model, image, tile_size=0, halo=-1, device="auto", output_size=MODEL_FACTOR,
+                output_factor=2.0, output_long_side=2048):
+        size = checked_request(model, image, "image", output_size, output_factor, output_long_side)
+        with naming_model_on_failure(model):
+            return self._upscale(model, image, tile_size, halo, device, size)
+
+    def _upscale(self, model, image, tile_size, halo, device, size):
         from ..engines.tiling import runner as tiling
 
-        if not isinstance(model, ModelHandle):
-            raise ValueError("model must come from ParagonSR2 Loader (a PARAGONSR2_MODEL), "
-                             f"not {type(model).__name__}")
         engine = engine_for(model, device)
+        managed.prepare(engine, image.shape[1], image.shape[2], int(tile_size),
+                        None if halo is None or halo < 0 else int(halo))
         out = tiling.upscale_image(
             engine, image,
             tile_size=int(tile_size),
@@ -215,6 +121,7 @@ class ParagonSR2Upscale:
             progress=bridge.make_progress(),
             check_interrupt=bridge.check_interrupt,
             free_memory=lambda: bridge.free_memory(engine.device),
+            **({"output_size": size} if size else {}),  # H2-TEMP until the runners take it
         )
         return (out,)
 

@@ -7,13 +7,13 @@ import logging
 from pathlib import Path
 
 from ..engines.runtime.contract import ModelHandle
-from ..engines.backends.onnx_export import PRECISIONS
+from ..engines.runtime.options import GRAPH_PRECISIONS
 from . import comfy_bridge as bridge
-from .image_nodes import CATEGORY
+from .shared import CATEGORY
 
 logger = logging.getLogger("ParagonSR2")
 
-TRT_PRECISIONS = list(PRECISIONS)  # what ONNX graphs and TensorRT engines can hold
+TRT_PRECISIONS = list(GRAPH_PRECISIONS)  # what ONNX graphs and TensorRT engines can hold
 
 
 def _check_handle(model) -> ModelHandle:
@@ -40,6 +40,9 @@ class ParagonSR2BuildTensorRTEngine:
         "minutes; engines are cached under models/tensorrt/paragonsr2 per GPU and TensorRT version. "
         "Needs an NVIDIA GPU and 'pip install tensorrt'.")
     CATEGORY = CATEGORY
+    SEARCH_ALIASES = ("tensorrt", "trt", "tensorrt upscale", "super resolution engine", "sr", "paragonsr2")
+    # Not yet run on real NVIDIA hardware (CI has no GPU): flagged in the node browser until it has.
+    EXPERIMENTAL = True
     FUNCTION = "build"
     RETURN_TYPES = ("PARAGONSR2_MODEL",)
     RETURN_NAMES = ("paragonsr2_model",)
@@ -116,6 +119,7 @@ class ParagonSR2ExportONNX:
         "H and W multiples of 16 (pad, then crop the output); the video graph adds 'prev_feat' and "
         "'temporal_alpha' inputs and a 'feature_map' output.")
     CATEGORY = CATEGORY
+    SEARCH_ALIASES = ("onnx", "export onnx", "super resolution onnx", "sr", "paragonsr2")
     FUNCTION = "export"
     OUTPUT_NODE = True
     RETURN_TYPES = ("STRING",)

@@ -1,4 +1,4 @@
-"""ParagonSR2 network: pure PyTorch, no ComfyUI. Spec: docs/paragonsr2-network.md.
+"""ParagonSR2 network: pure PyTorch, no ComfyUI. Spec ("the spec" in comments): docs/network.md.
 
 Public API: ``build_model``, ``load_model``, ``save_model``, ``ModelLoadError``.
 """

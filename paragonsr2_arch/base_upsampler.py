@@ -38,9 +38,6 @@ class MagicKernelSharp2021(nn.Module):
         self.alpha = float(alpha)
         self.sharp = SeparableConv(SHARP_TAPS, SHARP_DIVISOR, channels)
         self.blur = SeparableConv(BLUR_TAPS, BLUR_DIVISOR, channels)
-        # Straightforward path of the spec (nearest upsample, then blur at HR), kept for
-        # comparisons; the default polyphase path computes the same values at LR resolution.
-        self.use_polyphase = True
 
     def sharpen(self, x: torch.Tensor) -> torch.Tensor:
         if self.alpha > 0:
@@ -49,7 +46,9 @@ class MagicKernelSharp2021(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.sharpen(x)
-        if not (self.use_polyphase and fast_enabled()):
+        # reference_mode(): the spec's straightforward path (nearest upsample, then blur at
+        # HR); else the polyphase path, the same values computed at LR resolution.
+        if not fast_enabled():
             x = F.interpolate(x, scale_factor=self.scale, mode="nearest") if self.scale != 1 else x
             return self.blur(x)
         kernel, rv, rh = self.polyphase_kernel(x.dtype, x.device)

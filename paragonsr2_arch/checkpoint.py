@@ -62,7 +62,7 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict]:
         try:
             with safe_open(str(path), framework="pt", device="cpu") as f:
                 metadata = dict(f.metadata() or {})
-                return {k: f.get_tensor(k) for k in f.keys()}, metadata
+                return {k: f.get_tensor(k) for k in f.keys()}, metadata  # noqa: SIM118 (safe_open is no dict)
         except Exception as exc:  # safetensors raises its own error types
             raise ModelLoadError(f"{path.name}: damaged or truncated .safetensors file ({_first_line(exc)})") from None
     if path.suffix.lower() in SAFETENSORS_SUFFIXES:
@@ -83,7 +83,8 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict]:
             ) from None
         raise ModelLoadError(f"{path.name}: damaged or not a PyTorch model file ({_detail(exc)})") from None
     except Exception as exc:
-        raise ModelLoadError(f"{path.name}: damaged or truncated PyTorch model file ({_first_line(exc)[:120]})") from None
+        detail = _first_line(exc)[:120]
+        raise ModelLoadError(f"{path.name}: damaged or truncated PyTorch model file ({detail})") from None
     return obj, {}
 
 
@@ -165,7 +166,7 @@ def _metadata_alpha(metadata: Mapping[str, str], name: str) -> float | None:
 
 
 def load_model(source, *, upsampler_alpha: float | None = None) -> ParagonSR2:
-    """Load a ParagonSR2 checkpoint (path or state dict) strictly; see design.md."""
+    """Load a ParagonSR2 checkpoint (path or state dict) strictly (docs/network.md, section 10)."""
     metadata: dict = {}
     if isinstance(source, Mapping):
         name, obj = "state dict", source

@@ -240,9 +240,15 @@ def _attention(owner, x, norm, attn, gamma):
     return _unflat(F.linear(o, wo, bo).add_(_flat(x)), b, h, w)
 
 
-def photo_block(block: PhotoBlock, x):
+def _no_op() -> None:
+    pass
+
+
+def photo_block(block: PhotoBlock, x, between=_no_op):
+    """``between()`` runs between the branches (a cancel point inside a slow block)."""
     x = _mlp(block, x, block.norm, block.scale.gamma)
     if block.attention:
+        between()
         x = _attention(block, x, block.attn_norm, block.attn, block.scale.gamma)
     return x
 
@@ -265,14 +271,16 @@ def _token_weights(block: ProBlock, dtype):
     return _cached(block, "tokens", params, (dtype, ca.scale), build)
 
 
-def pro_block(block: ProBlock, x):
+def pro_block(block: ProBlock, x, between=_no_op):
     x = _mlp(block, x, block.norm1, block.scale1.gamma)
+    between()
     # x + gamma2 * (x * w)  ==  x * (1 + gamma2 * w): one pass
     ca = block.channel_attn
     weights = ca.fc(x.mean(dim=(2, 3)))
     x = x * (1 + block.scale2.gamma.reshape(1, -1) * weights)[:, :, None, None]
     if block.attention:
         x = _attention(block, x, block.norm3, block.window_attn, block.scale3.gamma)
+        between()
     wq, bq, keys, m, m_bias = _token_weights(block, x.dtype)
     b, c, h, w = x.shape
     logits = F.linear(F.linear(_flat(_rms_normalise(x, block.norm4.eps)), wq, bq), keys)
@@ -366,10 +374,18 @@ def head(model, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return F.pixel_shuffle(phases.contiguous(), s)
 
 
-def decode(model, x: torch.Tensor, feat: torch.Tensor) -> torch.Tensor:
+def decode(model, x: torch.Tensor, feat: torch.Tensor, on_block=None, on_branch=None) -> torch.Tensor:
+    """``on_block()`` after each body block; ``on_branch()`` also between the branches of the
+    slow (attention) blocks. Neither touches the tensors."""
     y = feat.contiguous(memory_format=_CL)
     for group in model.body:
         for block in group.blocks:
-            y = BLOCK_FORWARD[type(block)](block, y)
+            forward = BLOCK_FORWARD[type(block)]
+            if on_branch is not None and isinstance(block, (PhotoBlock, ProBlock)):
+                y = forward(block, y, on_branch)
+            else:
+                y = forward(block, y)
+            if on_block is not None:
+                on_block()
     z = model.conv_mid(y)
     return head(model, z, x.contiguous(memory_format=_CL))

@@ -1,7 +1,7 @@
 """Building blocks of ParagonSR2 that are shared by several block types.
 
 Module and parameter names here are part of the checkpoint format
-(see docs: paragonsr2-network.md); do not rename them.
+(docs/network.md, section 10); do not rename them.
 """
 
 from __future__ import annotations

@@ -147,16 +147,55 @@ class ParagonSR2(nn.Module):
         """conv_in features: the only part of the network inside the video recurrence."""
         return self.conv_in(x)
 
-    def decode(self, x: torch.Tensor, feat: torch.Tensor) -> torch.Tensor:
+    @property
+    def stage_count(self) -> int:
+        """Hook calls of one staged pass: conv_in, every body block, the tail (see run_staged)."""
+        return self.config.num_groups * self.config.num_blocks + 2
+
+    def decode(self, x: torch.Tensor, feat: torch.Tensor, on_block=None, on_branch=None) -> torch.Tensor:
         """Everything after conv_in, with ``feat`` standing in for conv_in's output.
 
         Inference uses the optimised path (fast_paths.py); inside ``reference_mode()``, in
         training mode or when autograd records, the modules' straightforward forwards run.
+        ``on_block()``, when given, is called after each body block (for cancel and progress:
+        it may raise), ``on_branch()`` on the fast path also between the branches of photo/pro
+        blocks; the values computed are the same with or without them.
         """
         if fast_paths.usable(self, feat):
-            return fast_paths.decode(self, x, feat)
-        y = self.up(self.conv_mid(self.body(feat)))
+            return fast_paths.decode(self, x, feat, on_block, on_branch)
+        if on_block is None:
+            y = self.body(feat)
+        else:  # the same blocks in the same order as body(feat), with a call between them
+            y = feat
+            for group in self.body:
+                for block in group.blocks:
+                    y = block(y)
+                    on_block()
+        y = self.up(self.conv_mid(y))
         return self.base(x) + self.conv_out(y) * self.detail_gain
+
+    def run_staged(self, x: torch.Tensor, on_step) -> torch.Tensor:
+        """``forward(x)`` with ``on_step(done, stage_count)`` called after conv_in, after each
+        body block and after the tail, so a caller can cancel (raise) or report progress inside
+        one pass. Between the branches of a photo/pro block it is called again with the same
+        ``done`` (a slow block is a second or more on a CPU). Same operations in the same order
+        as forward: bit-identical output."""
+        total = self.stage_count
+        done = 0
+
+        def step() -> None:
+            nonlocal done
+            done += 1
+            on_step(done, total)
+
+        def branch() -> None:
+            on_step(done, total)
+
+        feat = self.encode(x)
+        step()
+        out = self.decode(x, feat, step, branch)
+        step()
+        return out
 
     def forward(self, x: torch.Tensor, feature_tap: bool = False, prev_feat: torch.Tensor | None = None,
                 alpha: float = 0.2):

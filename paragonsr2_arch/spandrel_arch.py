@@ -10,11 +10,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-import torch
-
 from .checkpoint import load_model, normalize_state_dict
 from .detect import looks_like_paragonsr2
 from .errors import ModelLoadError
+from .network import ParagonSR2
 
 ARCH_ID = "ParagonSR2"
 logger = logging.getLogger("ParagonSR2")
@@ -52,7 +51,7 @@ def _architecture():
     return _arch_instance
 
 
-def descriptor_for_model(model: torch.nn.Module, state_dict: Mapping | None = None, architecture=None):
+def descriptor_for_model(model: ParagonSR2, state_dict: Mapping | None = None, architecture=None):
     """Wrap a loaded ParagonSR2 model in a spandrel ``ImageModelDescriptor``."""
     from spandrel import ImageModelDescriptor, SizeRequirements
 

@@ -21,4 +21,7 @@ if ! "$py" -c "import torch" >/dev/null 2>&1; then
 fi
 echo "[setup] installing requirements" >&2
 "$py" -m pip install -q --disable-pip-version-check -r "$root/requirements.txt" -r "$root/requirements-dev.txt" >&2
+# Editors and pyright resolve `import paragonsr2_pack...` (the name tests import the pack under)
+# through this link; it is local and gitignored (tests/packlib.py registers the name at run time).
+mkdir -p "$root/.ide" && ln -sfn .. "$root/.ide/paragonsr2_pack" 2>/dev/null || true
 echo "$py"

@@ -2,6 +2,14 @@
 
 The pack is imported under PACK_NAME exactly as ComfyUI would import it (a package whose name
 is not one of our folder names), so an absolute ``import nodes`` inside it would fail here.
+``import_pack()`` registers it in ``sys.modules`` as ``paragonsr2_pack`` (tests/conftest.py does
+that before any test module is imported), so tests use ordinary import statements:
+
+    from paragonsr2_pack.engines.tiling import runner as tiling
+
+IDEs and pyright resolve ``paragonsr2_pack`` through ``.ide/paragonsr2_pack``, a link to the
+repository that scripts/setup_env.sh creates (gitignored; see CONTRIBUTING.md).
+``submodule("engines.tiling.runner")`` is the older spelling of the same thing.
 """
 
 from __future__ import annotations
@@ -14,7 +22,6 @@ from pathlib import Path
 import torch
 
 PACK_ROOT = Path(__file__).resolve().parents[1]
-PACK_NAME = "paragonsr2_pack"
 TEST_DATA = Path(__file__).resolve().parent / "data"
 _SHARED_REFERENCE = PACK_ROOT.parent / "shared" / "reference"
 
@@ -28,6 +35,7 @@ def _load_launcher():
 
 
 _LAUNCHER = _load_launcher()
+PACK_NAME = _LAUNCHER.PACK_NAME
 
 
 def import_pack(name: str = PACK_NAME):
@@ -82,7 +90,8 @@ def load_reference(case: dict):
     """(model, io tensors) for one manifest case."""
     from safetensors.torch import load_file
 
-    arch = submodule("paragonsr2_arch")
+    from paragonsr2_pack import paragonsr2_arch as arch
+
     model = arch.load_model(reference_dir() / case["weights"], upsampler_alpha=case["upsampler_alpha"])
     return model, load_file(str(reference_dir() / case["io"]))
 
@@ -107,7 +116,9 @@ def natural_image(h: int, w: int, seed: int = 0, batch: int = 1) -> torch.Tensor
         freq = 2 + torch.rand(6, generator=g) * 10
         chans = []
         for c in range(3):
-            v = 0.5 + 0.25 * torch.sin(freq[c] * xx * 3.14 + phase[c]) * torch.cos(freq[c + 3] * yy * 3.14 + phase[c + 3])
+            wave_x = torch.sin(freq[c] * xx * 3.14 + phase[c])
+            wave_y = torch.cos(freq[c + 3] * yy * 3.14 + phase[c + 3])
+            v = 0.5 + 0.25 * wave_x * wave_y
             v = v + 0.2 * ((xx * (c + 1) + yy * 2 + phase[c]) % 0.37 > 0.18).float()  # hard edges
             chans.append(v)
         img = torch.stack(chans)

@@ -74,7 +74,7 @@ def test_default_output_name_is_fresh_and_existing_outputs_are_kept(tmp_path, sm
     assert first.is_file() and second.is_file()
     assert first.read_bytes() == second.read_bytes()
     stamp = first.read_bytes()
-    assert cli.main(args[:1] + ["-o", str(first)] + args[1:]) == 1  # exists, no --overwrite
+    assert cli.main(args[:1] + ["-o", str(first)] + args[1:]) == 2  # exists, no --overwrite: refused up front
     assert first.read_bytes() == stamp
     assert "already exists" in capsys.readouterr().err
 
@@ -166,7 +166,7 @@ def test_export_onnx_writes_a_graph_that_matches_the_model(tmp_path, model_file,
         expected = arch.load_model(model_file)(x).numpy()
     assert got.shape == (1, 3, 64, 96)
     assert np.abs(got - expected).max() < 1e-4
-    assert cli.main(["export-onnx", "--model", str(model_file), "-o", str(out)]) == 1  # exists: refused
+    assert cli.main(["export-onnx", "--model", str(model_file), "-o", str(out)]) == 2  # exists: refused
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown where CUDA is missing")

@@ -10,9 +10,7 @@ import math
 import pytest
 import torch
 
-from packlib import submodule
-
-mode = submodule("paragonsr2_arch.mode")
+from paragonsr2_pack.paragonsr2_arch import mode
 
 VARIANTS = ["realtime", "stream", "photo", "pro"]
 
@@ -26,7 +24,7 @@ def randomised(arch, variant, scale, seed=0, **overrides):
                 continue  # the fixed filters stay as the file would hold them
             if name.endswith("gamma"):
                 p.copy_(0.05 + 0.2 * torch.rand(p.shape, generator=g))
-            elif name.endswith("norm.scale") or ".norm" in name and name.endswith(".scale"):
+            elif name.endswith("norm.scale") or (".norm" in name and name.endswith(".scale")):
                 p.copy_(1 + 0.2 * torch.randn(p.shape, generator=g))
             elif name == "detail_gain":
                 p.fill_(0.5)

@@ -12,6 +12,7 @@ import torch
 from packlib import import_pack, load_reference, max_abs, natural_image, psnr, reference_case_for, run_node as run, submodule
 
 image_nodes = submodule("nodes.image_nodes")
+shared = submodule("nodes.shared")
 bridge = submodule("nodes.comfy_bridge")
 tiling = submodule("engines.tiling.runner")
 CASES = {v: reference_case_for(v) for v in ("realtime", "stream", "photo", "pro")}
@@ -130,10 +131,10 @@ def test_upscale_rgba_and_grayscale(models_dir, realtime):
 
 def test_upscale_reuses_its_engine(models_dir):
     handle, _ = run(image_nodes.ParagonSR2Loader, model_name="rt.safetensors", precision="fp32")
-    e1 = image_nodes.engine_for(handle, "cpu")
-    assert image_nodes.engine_for(handle, "cpu") is e1
+    e1 = shared.engine_for(handle, "cpu")
+    assert shared.engine_for(handle, "cpu") is e1
     other, _ = run(image_nodes.ParagonSR2Loader, model_name="rt.safetensors", precision="bf16")
-    assert image_nodes.engine_for(other, "cpu") is not e1
+    assert shared.engine_for(other, "cpu") is not e1
 
 
 def test_bundled_models_are_listed_and_loadable(models_dir, monkeypatch, arch, realtime, tmp_path):
@@ -164,7 +165,8 @@ def comfy(tmp_path_factory):
 
         nodes = sys.modules["paragonsr2_pack_in_comfyui.nodes.image_nodes"]
         yield dict(pack=pack, nodes=nodes, mm=mm, utils=cu, folder_paths=folder_paths, base=base,
-                   bridge=sys.modules["paragonsr2_pack_in_comfyui.nodes.comfy_bridge"])
+                   bridge=sys.modules["paragonsr2_pack_in_comfyui.nodes.comfy_bridge"],
+                   shared=sys.modules["paragonsr2_pack_in_comfyui.nodes.shared"])
     finally:
         sys.path.remove(str(STANDIN))
         os.environ.pop("STANDIN_COMFY_BASE", None)
@@ -190,8 +192,12 @@ def test_comfyui_folders_progress_and_interrupt(comfy, arch, realtime):
     comfy["utils"].UPDATES.clear()
     (out,) = run(nodes.ParagonSR2Upscale, model=handle, image=x, tile_size=16)
     updates = comfy["utils"].UPDATES
-    total = len(tiling.plan_tiles(40, 40, 16, tiling.default_halo(nodes.engine_for(handle))))
-    assert updates[-1] == (total, total) and [u[0] for u in updates] == list(range(1, total + 1))
+    halo = submodule("engines.tiling.sizing").default_halo(comfy["shared"].engine_for(handle).info)
+    steps = comfy["shared"].engine_for(handle).info.steps_per_call
+    total = len(submodule("engines.tiling.plan").plan_tiles(40, 40, 16, halo)) * steps
+    # the bar appears before the first tile, moves within tiles and ends full
+    assert updates[0] == (0, total) and updates[-1] == (total, total)
+    assert [u[0] for u in updates] == sorted(u[0] for u in updates)
 
     mm.reset(interrupt_after=3)
     with pytest.raises(mm.InterruptProcessingException):

@@ -5,7 +5,8 @@ environment with both, e.g. torch==2.14.1 + torchvision==0.29.1 (see docs/nodes.
 import pytest
 import torch
 
-from packlib import load_reference, max_abs, natural_image, reference_cases, submodule
+from packlib import load_reference, max_abs, natural_image, reference_cases
+from paragonsr2_pack.paragonsr2_arch import spandrel_arch as sparch
 
 try:
     from spandrel import MAIN_REGISTRY, ImageModelDescriptor, ModelLoader
@@ -13,7 +14,6 @@ except Exception as exc:  # ImportError, or torchvision failing to import beside
     pytest.skip(f"spandrel is not importable here ({type(exc).__name__}: {str(exc)[:120]}); "
                 "install torch==2.14.1 torchvision==0.29.1 spandrel to run these", allow_module_level=True)
 
-sparch = submodule("paragonsr2_arch.spandrel_arch")
 ONE_PER_VARIANT = list({c["variant"]: c for c in reversed(reference_cases())}.values())
 
 
@@ -95,7 +95,8 @@ def test_detect_rejects_partial_and_foreign_dicts(arch):
 
 
 def test_loader_node_outputs_a_working_upscale_model(arch, tmp_path, monkeypatch):
-    image_nodes = submodule("nodes.image_nodes")
+    from paragonsr2_pack.nodes import image_nodes
+
     model, _ = load_reference(reference_cases()[0])
     (tmp_path / "paragonsr2").mkdir()
     arch.save_model(model, tmp_path / "paragonsr2" / "rt.safetensors")

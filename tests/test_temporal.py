@@ -13,6 +13,7 @@ from packlib import load_reference, max_abs, natural_image, reference_case_for, 
 temporal = submodule("engines.video.temporal")
 scene_cuts = submodule("engines.video.scene_cuts")
 motion = submodule("engines.video.motion")
+contract = submodule("engines.runtime.contract")
 
 EXACT = 1e-5
 
@@ -22,12 +23,7 @@ class ModelEngine:
 
     def __init__(self, model):
         self.model = model
-        self.variant = model.variant
-        self.scale = model.scale
-        self.window = model.window_size
-        self.exact_halo = model.receptive_radius
-        self.device = torch.device("cpu")
-        self.min_tile = self.max_tile = None
+        self.info = contract.EngineInfo.of_model(model, "cpu", torch.float32)
 
     @torch.inference_mode()
     def __call__(self, lr):
@@ -210,10 +206,10 @@ def test_cut_detection_scores():
     assert thumbs.shape == (5, 32, 32)
     scores = scene_cuts.change_scores(thumbs, None)
     assert scores[0] == float("inf")
-    assert scores[1:4].max() < 0.02 and scores[4] > 0.05
+    assert scores[1:4].max() < 0.15 and scores[4] > 0.6  # grain vs a cut (scene_cuts docstring)
     assert scene_cuts.detect_cuts(thumbs, None, 0.8) == [True, False, False, False, True]
     assert scene_cuts.detect_cuts(thumbs, thumbs[-1], 0.0) == [False] * 5
-    assert scene_cuts.cut_threshold(0.5) == pytest.approx(0.125)
+    assert scene_cuts.cut_threshold(0.6) == pytest.approx(0.54)
 
 
 # -- state continuation -----------------------------------------------------------------------

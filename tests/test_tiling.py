@@ -1,6 +1,8 @@
 """Tiled runner: exactness for local variants, PSNR floors for attention variants, OOM back-off,
 cancel, progress, RGBA/grayscale, engine shape profiles. Real reference weights throughout."""
 
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -9,6 +11,11 @@ from packlib import load_reference, max_abs, natural_image, psnr, reference_case
 
 te = submodule("engines.backends.torch_engine")
 tiling = submodule("engines.tiling.runner")
+plan = submodule("engines.tiling.plan")
+sizing = submodule("engines.tiling.sizing")
+backoff = submodule("engines.runtime.backoff")
+contract = submodule("engines.runtime.contract")
+ALIGN = contract.ALIGN
 
 # tiled-vs-whole PSNR floors at default settings (docs/tiling.md has the measurements)
 PSNR_FLOOR = {"photo": 50.0, "pro": 45.0}
@@ -29,13 +36,22 @@ def _whole(engine, image_bhwc):
     return engine(image_bhwc.permute(0, 3, 1, 2)).clamp(0, 1).permute(0, 2, 3, 1)
 
 
+def _whole_padded(engine, image_bhwc):
+    """photo/pro: one pass on the image reflect-padded to a multiple of 16 (bottom/right), cropped:
+    upstream's inference, which the runners reproduce (tests/test_upstream_padding.py)."""
+    h, w = image_bhwc.shape[1:3]
+    x = F.pad(image_bhwc.permute(0, 3, 1, 2), (0, (-w) % 16, 0, (-h) % 16), mode="reflect")
+    s = engine.info.scale
+    return _whole(engine, x.permute(0, 2, 3, 1))[:, :h * s, :w * s]
+
+
 def _bhwc(h, w, batch=1, seed=0):
     return natural_image(h, w, seed=seed, batch=batch).permute(0, 2, 3, 1).contiguous()
 
 
 def test_plan_tiles_cover_once_aligned():
     for h, w, tile, halo in ((77, 101, 32, 7), (16, 300, 64, 28), (129, 33, 48, 32), (5, 7, 16, 16)):
-        tiles = tiling.plan_tiles(h, w, tile, halo)
+        tiles = plan.plan_tiles(h, w, tile, halo)
         count = torch.zeros(h, w, dtype=torch.int32)
         for t in tiles:
             count[t.y0:t.y1, t.x0:t.x1] += 1
@@ -54,8 +70,8 @@ def test_tiled_equals_whole_for_local_variants(variant, tiles, size):
     image = _bhwc(*size, batch=2)  # sizes not multiples of 16, B > 1
     whole = _whole(engine, image)
     for tile in tiles:
-        plan = tiling.plan_tiles(*size, tile, tiling.default_halo(engine))
-        assert len(plan) >= 4  # tiles touch every border and each other
+        tiles = plan.plan_tiles(*size, tile, sizing.default_halo(engine.info))
+        assert len(tiles) >= 4  # tiles touch every border and each other
         out = tiling.upscale_image(engine, image, tile_size=tile)
         assert out.shape == (2, size[0] * 2, size[1] * 2, 3) and out.dtype == torch.float32
         assert max_abs(out, whole) <= 1e-5, (variant, tile)
@@ -75,7 +91,7 @@ def test_attention_variants_meet_psnr_floor(variant):
     # 4x4 tiles of 32 (small tiles: many seams and edge bands), edges not on the window grid
     image = _bhwc(100, 120, seed=3)
     out = tiling.upscale_image(engine, image, tile_size=32)
-    assert psnr(out, _whole(engine, image)) >= PSNR_FLOOR[variant]
+    assert psnr(out, _whole_padded(engine, image)) >= PSNR_FLOOR[variant]
 
 
 class OOMAbove:
@@ -83,15 +99,14 @@ class OOMAbove:
 
     def __init__(self, engine, max_side):
         self.engine, self.max_side = engine, max_side
-        self.scale, self.window, self.exact_halo = engine.scale, engine.window, engine.exact_halo
-        self.device, self.min_tile, self.max_tile = engine.device, None, None
+        self.info = engine.info
         self.calls = []
 
-    def __call__(self, lr):
+    def __call__(self, lr, on_step=None):
         self.calls.append(tuple(lr.shape))
         if max(lr.shape[-2:]) > self.max_side:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
-        return self.engine(lr)
+        return self.engine(lr, on_step=on_step)
 
 
 def test_oom_backoff_halves_tile_and_stays_exact(realtime, caplog):
@@ -108,7 +123,7 @@ def test_oom_backoff_halves_tile_and_stays_exact(realtime, caplog):
 
 def test_oom_at_floor_raises_clear_error(realtime):
     engine = OOMAbove(realtime, max_side=8)
-    with pytest.raises(tiling.TileOutOfMemoryError, match="out of memory"):
+    with pytest.raises(backoff.TileOutOfMemoryError, match="out of memory"):
         tiling.upscale_image(engine, _bhwc(64, 64), tile_size=64)
 
 
@@ -120,12 +135,11 @@ def test_cancel_between_tiles_then_next_run_works(realtime):
     image = _bhwc(64, 64, batch=2)
     calls = []
 
-    def counting(lr):
+    def counting(lr, on_step=None):
         calls.append(1)
-        return realtime(lr)
+        return realtime(lr, on_step=on_step)
 
-    counting.scale, counting.window, counting.exact_halo = realtime.scale, 1, realtime.exact_halo
-    counting.device, counting.min_tile, counting.max_tile = realtime.device, None, None
+    counting.info = realtime.info
     checks = []
 
     def interrupt():
@@ -135,12 +149,18 @@ def test_cancel_between_tiles_then_next_run_works(realtime):
 
     with pytest.raises(Cancelled, match="user pressed cancel"):
         tiling.upscale_image(counting, image, tile_size=16, batch_chunk=1, check_interrupt=interrupt)
-    assert len(calls) == 2  # stopped at once: no tile after the interrupt
+    # checked before the tile, then after conv_in and after the first block: it stopped there,
+    # inside the first tile
+    assert len(calls) == 1
     steps = []
     out = tiling.upscale_image(counting, image, tile_size=32, batch_chunk=1, check_interrupt=lambda: None,
                                progress=lambda d, t: steps.append((d, t)))
     assert max_abs(out, _whole(realtime, image)) <= 1e-5
-    assert steps == [(i, 8) for i in range(1, 9)]  # 4 tiles x 2 batch chunks, one step each
+    per_tile = realtime.info.steps_per_call  # conv_in, 3 blocks, tail
+    total = 8 * per_tile  # 4 tiles x 2 batch chunks
+    assert steps[0] == (0, total) and steps[-1] == (total, total) and {t for _, t in steps} == {total}
+    done = [d for d, _ in steps]
+    assert done == sorted(done) and {per_tile * i for i in range(1, 9)} <= set(done)
 
 
 def test_rgba_and_grayscale(realtime):
@@ -167,15 +187,15 @@ class Profiled:
 
     def __init__(self, engine, min_tile, max_tile):
         self.engine = engine
-        self.scale, self.window, self.exact_halo = engine.scale, engine.window, engine.exact_halo
-        self.device, self.min_tile, self.max_tile = engine.device, min_tile, max_tile
+        self.info = dataclasses.replace(engine.info, min_tile=min_tile, max_tile=max_tile)
+        self.min_tile, self.max_tile = min_tile, max_tile
         self.shapes = set()
 
-    def __call__(self, lr):
+    def __call__(self, lr, on_step=None):
         h, w = lr.shape[-2:]
         assert h % 16 == 0 and w % 16 == 0 and self.min_tile <= min(h, w) and max(h, w) <= self.max_tile, (h, w)
         self.shapes.add((h, w))
-        return self.engine(lr)
+        return self.engine(lr, on_step=on_step)
 
 
 def test_engine_shape_profile_is_respected(realtime):
@@ -191,11 +211,11 @@ def test_engine_shape_profile_is_respected(realtime):
 
 
 def test_auto_tile_size_follows_free_memory(realtime):
-    small = tiling.auto_tile_size(realtime, 1, 64 << 20)
-    large = tiling.auto_tile_size(realtime, 1, 8 << 30)
-    assert small % 16 == 0 and large % 16 == 0 and tiling.MIN_TILE <= small < large
-    assert tiling.auto_tile_size(realtime, 4, 8 << 30) < large
-    assert tiling.auto_tile_size(realtime, 1, 0) == tiling.MIN_TILE
+    small = sizing.auto_tile_size(realtime.info, 1, 64 << 20)
+    large = sizing.auto_tile_size(realtime.info, 1, 8 << 30)
+    assert small % 16 == 0 and large % 16 == 0 and sizing.MIN_TILE <= small < large
+    assert sizing.auto_tile_size(realtime.info, 4, 8 << 30) < large
+    assert sizing.auto_tile_size(realtime.info, 1, 0) == sizing.MIN_TILE
     # auto tile on a tiny memory budget still gives the exact result
     image = _bhwc(50, 60)
     out = tiling.upscale_image(realtime, image, free_memory=lambda: 40 << 20)
@@ -206,25 +226,24 @@ def test_cpu_auto_tiles_keep_calls_allocator_sized(realtime):
     """On the CPU the auto tile of a local network keeps one call within the allocator budget
     whatever the free memory (these tiles are exact); attention variants and GPUs keep large
     tiles. docs/tiling.md has the speed measurements behind this."""
-    memory = submodule("engines.runtime.memory")
     plenty = lambda: 64 << 30  # noqa: E731
     stream = _engine("stream")
     for engine in (realtime, stream):
-        tile, halo, _ = tiling.tile_layout(engine, 2048, 2048, free_memory=plenty)
-        per_px = memory.cpu_call_bytes_per_lr_pixel(engine.variant, engine.scale)
-        assert (tile + 2 * halo) ** 2 * per_px <= memory.CPU_CALL_BUDGET
-        assert (tile + 2 * halo + 2 * tiling.ALIGN) ** 2 * per_px > memory.CPU_CALL_BUDGET  # not needlessly small
-    assert tiling.tile_layout(stream, 2048, 2048, free_memory=plenty)[0] < tiling.tile_layout(
-        realtime, 2048, 2048, free_memory=plenty)[0]
+        tile, halo, _ = sizing.tile_layout(engine.info, 2048, 2048, free_memory=plenty)
+        per_px = sizing.cpu_call_bytes_per_lr_pixel(engine.variant, engine.scale)
+        assert (tile + 2 * halo) ** 2 * per_px <= sizing.CPU_CALL_BUDGET
+        assert (tile + 2 * halo + 2 * ALIGN) ** 2 * per_px > sizing.CPU_CALL_BUDGET  # not needlessly small
+    assert sizing.tile_layout(stream.info, 2048, 2048, free_memory=plenty)[0] < sizing.tile_layout(
+        realtime.info, 2048, 2048, free_memory=plenty)[0]
     photo = _engine("photo")
-    assert tiling.tile_layout(photo, 1024, 1024, free_memory=plenty)[0] == 1024
-    gpu_like = type("GpuEngine", (), dict(variant="realtime", scale=2, window=1, exact_halo=7, min_tile=None,
-                                          max_tile=None, device=torch.device("cuda"), precision="fp16"))()
-    assert tiling.tile_layout(gpu_like, 2048, 2048, free_memory=plenty)[0] == 2048
+    assert sizing.tile_layout(photo.info, 1024, 1024, free_memory=plenty)[0] == 1024
+    gpu_like = contract.EngineInfo(device=torch.device("cuda"), dtype=torch.float16, variant="realtime", scale=2,
+                                   window=1, exact_halo=7)
+    assert sizing.tile_layout(gpu_like, 2048, 2048, free_memory=plenty)[0] == 2048
     # batches: one frame-sized image per CPU call, many small ones
-    assert tiling.cpu_images_per_call(realtime, 270 * 270) == 1
-    assert tiling.cpu_images_per_call(realtime, 46 * 46) == (1 << 16) // (46 * 46)
-    assert tiling.cpu_images_per_call(photo, 46 * 46) is None
+    assert sizing.cpu_images_per_call(realtime.info, 270 * 270) == 1
+    assert sizing.cpu_images_per_call(realtime.info, 46 * 46) == (1 << 16) // (46 * 46)
+    assert sizing.cpu_images_per_call(photo.info, 46 * 46) is None
     small = _bhwc(32, 32, batch=40)
     out = tiling.upscale_image(realtime, small, free_memory=plenty)
     assert max_abs(out, _whole(realtime, small)) <= 1e-5

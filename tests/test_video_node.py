@@ -12,6 +12,7 @@ from packlib import load_reference, max_abs, natural_image, reference_case_for, 
 
 video_nodes = submodule("nodes.video_nodes")
 image_nodes = submodule("nodes.image_nodes")
+contract = submodule("engines.runtime.contract")
 scene_cuts = submodule("engines.video.scene_cuts")
 temporal = submodule("engines.video.temporal")
 Node = video_nodes.ParagonSR2VideoUpscale
@@ -80,7 +81,9 @@ def test_node_follows_the_comfyui_contract(pack):
     assert Node.RETURN_TYPES == ("IMAGE", "PARAGONSR2_TEMPORAL_STATE")
     assert callable(getattr(Node, Node.FUNCTION))
     assert Node.CATEGORY == "image/upscaling/ParagonSR2" and Node.DESCRIPTION
-    for inputs in spec.values():
+    for section, inputs in spec.items():
+        if section == "hidden":  # filled by ComfyUI (prompt, node id), never shown
+            continue
         for name, (_, opts) in inputs.items():
             assert opts.get("tooltip"), name
 
@@ -102,7 +105,7 @@ def test_node_batches_continue_through_the_state(loaded, realtime, arch, caplog)
     second, _ = call(Node, model=loaded, frames=frames[2:], motion_adaptive=True, temporal_state=state)
     assert max_abs(torch.cat([first, second]), whole) <= 1e-6
     # a state from another model is not applied
-    other = image_nodes.ModelHandle(model=arch.build_model("realtime", 2), name="other")
+    other = contract.ModelHandle(model=arch.build_model("realtime", 2), name="other")
     _, foreign = call(Node, model=other, frames=frames[:2])
     fresh, _ = call(Node, model=loaded, frames=frames[2:], motion_adaptive=True)
     with caplog.at_level(logging.WARNING, logger="ParagonSR2"):
@@ -136,7 +139,7 @@ def test_example_workflow_matches_the_nodes(pack):
 
     workflow = json.loads((PACK_ROOT / "example_workflows" / "ParagonSR2_video_upscale.json").read_text())
     nodes = {n["id"]: n for n in workflow["nodes"]}
-    core = {"LoadImage", "ImageFromBatch", "ImageBatch", "SaveAnimatedWEBP", "MarkdownNote"}
+    core = {"LoadVideo", "GetVideoComponents", "CreateVideo", "SaveVideo", "MarkdownNote"}
     assert {n["type"] for n in nodes.values()} <= core | set(pack.NODE_CLASS_MAPPINGS)
     for link_id, src, src_slot, dst, dst_slot, kind in workflow["links"]:
         assert nodes[src]["outputs"][src_slot]["type"] == kind and link_id in nodes[src]["outputs"][src_slot]["links"]
@@ -147,5 +150,8 @@ def test_example_workflow_matches_the_nodes(pack):
             widgets = [name for section in spec.values() for name, (kind, *_) in section.items()
                        if isinstance(kind, list) or kind in ("INT", "FLOAT", "STRING", "BOOLEAN")]
             assert len(n["widgets_values"]) == len(widgets), n["type"]
-    video = [n for n in nodes.values() if n["type"] == "ParagonSR2VideoUpscale"]
-    assert len(video) == 2 and any(i["name"] == "temporal_state" and i["link"] for n in video for i in n["inputs"])
+    # Frame rate and audio go from Get Video Components straight to Create Video.
+    (parts,) = [n for n in nodes.values() if n["type"] == "GetVideoComponents"]
+    (create,) = [n for n in nodes.values() if n["type"] == "CreateVideo"]
+    fed = {i["name"]: i["link"] for i in create["inputs"]}
+    assert fed["audio"] in parts["outputs"][1]["links"] and fed["fps"] in parts["outputs"][2]["links"]

@@ -34,16 +34,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..runtime.contract import frozen_copy
+from ...paragonsr2_arch import reference_mode
+from ..runtime.contract import ALIGN, frozen_copy
+from ..runtime.options import GRAPH_DTYPES
 
-ALIGN = 16
 # TensorRT 10.0 parses opsets 9-20, TensorRT 11 more; 17 is what torch's TorchScript exporter
 # emits best (LayerNorm-era ops, ReduceMean with an axes attribute).
 OPSET = 17
 INPUT, OUTPUT = "input", "output"
 PREV_FEAT, ALPHA, FEATURE = "prev_feat", "temporal_alpha", "feature_map"
-PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16}
-# bf16 is not offered: ONNX's Conv accepts bfloat16 only from opset 22, above what
+# GRAPH_DTYPES has no bf16: ONNX's Conv accepts bfloat16 only from opset 22, above what
 # TensorRT 10.0 parses, so a bf16 graph would be invalid ONNX at opset <= 20.
 
 # Every operator the exported graphs may contain. All are supported by the ONNX parser of
@@ -77,16 +77,6 @@ def _require_onnx():
     except ImportError as exc:
         raise ExportError("ONNX export needs the 'onnx' package: pip install onnx") from exc
     return onnx
-
-
-def _reference_mode():
-    """The network's straightforward forwards (no cached derived weights, no fused kernels):
-    exporters trace plain tensor ops. Older network packages have no such switch."""
-    try:
-        from ...paragonsr2_arch.mode import reference_mode
-    except ImportError:
-        return contextlib.nullcontext()
-    return reference_mode()
 
 
 @contextlib.contextmanager
@@ -149,9 +139,9 @@ def export_copy(model: nn.Module, precision: str) -> nn.Module:
     if precision == "bf16":
         raise ExportError("bf16 ONNX graphs need opset 22 (Conv in bfloat16), newer than TensorRT 10.0 "
                           "accepts; export fp16 (same speed on GPUs with bf16) or fp32")
-    if precision not in PRECISIONS:
-        raise ExportError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
-    return frozen_copy(model, dtype=PRECISIONS[precision])
+    if precision not in GRAPH_DTYPES:
+        raise ExportError(f"unknown precision {precision!r}; use one of {', '.join(GRAPH_DTYPES)}")
+    return frozen_copy(model, dtype=GRAPH_DTYPES[precision])
 
 
 def metadata(model: nn.Module, precision: str, video: bool, static_hw) -> dict[str, str]:
@@ -184,7 +174,7 @@ def export_onnx(model: nn.Module, path: str | Path | None = None, *, precision: 
     if opset > 20:
         raise ExportError(f"opset {opset} is newer than TensorRT 10.0 accepts (<= 20)")
     net = export_copy(model, precision)
-    dtype = PRECISIONS[precision]
+    dtype = GRAPH_DTYPES[precision]
     if static_hw:
         h, w = int(static_hw[0]), int(static_hw[1])
     else:
@@ -207,7 +197,9 @@ def export_onnx(model: nn.Module, path: str | Path | None = None, *, precision: 
     buffer = io.BytesIO()
     # The TorchScript exporter (dynamo=False): on these networks it is ~5x faster than the
     # dynamo exporter, writes one self-contained file, and takes dynamic_axes directly.
-    with _reference_mode(), _typed_addcmul(opset), torch.no_grad(), warnings.catch_warnings():
+    # reference_mode: the network's straightforward forwards (no cached derived weights, no
+    # fused kernels), so the exporter traces plain tensor ops.
+    with reference_mode(), _typed_addcmul(opset), torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(wrapper, args, buffer, dynamo=False, opset_version=opset,
                           input_names=inputs, output_names=outputs, dynamic_axes=axes,

@@ -20,8 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..runtime.contract import frozen_copy
-from .onnx_export import ALPHA, FEATURE, INPUT, OUTPUT, PRECISIONS, PREV_FEAT, export_onnx, pad_to_multiple
+from ..runtime.contract import ALLOCATOR_ARENA, EngineInfo, InfoAttributes, frozen_copy
+from ..runtime.options import GRAPH_DTYPES, graph_precision
+from .onnx_export import ALPHA, FEATURE, INPUT, OUTPUT, PREV_FEAT, export_onnx, pad_to_multiple
 
 logger = logging.getLogger("ParagonSR2")
 
@@ -44,12 +45,9 @@ def default_providers() -> list[str]:
     return [p for p in PREFERRED_PROVIDERS if p in available] or ["CPUExecutionProvider"]
 
 
-class OnnxRuntimeEngine:
+class OnnxRuntimeEngine(InfoAttributes):
     """``OnnxRuntimeEngine(onnx, conv_in=None, providers=None)``; ``onnx`` = bytes or a path of a
     graph written by ``export_onnx`` (its metadata gives scale, variant, precision, video)."""
-
-    min_tile = None
-    max_tile = None
 
     def __init__(self, onnx: bytes | str | Path, *, conv_in: torch.nn.Module | None = None,
                  providers: list[str] | None = None, threads: int = 0):
@@ -65,22 +63,23 @@ class OnnxRuntimeEngine:
         meta = self.session.get_modelmeta().custom_metadata_map
         if "paragonsr2.scale" not in meta:
             raise ValueError("not a ParagonSR2 graph written by export_onnx (no paragonsr2.* metadata)")
-        self.variant = meta["paragonsr2.variant"]
-        self.scale = int(meta["paragonsr2.scale"])
         self.num_feat = int(meta["paragonsr2.num_feat"])
-        self.window = int(meta["paragonsr2.window"])
-        self.precision = meta["paragonsr2.precision"]
-        self.dtype = PRECISIONS[self.precision]
-        self.video = meta["paragonsr2.video"] == "1"
         # 16 for attention graphs; 1 = any size (realtime/stream); 0 = a fixed-size graph.
         self.align = int(meta["paragonsr2.align"])
-        self.tile_multiple = self.align if self.align > 1 else None
         radius = meta.get("paragonsr2.receptive_radius", "")
-        # Exact for local networks: their graphs run unpadded at any size.
-        self.exact_halo = int(radius) if radius else None
         self.providers = self.session.get_providers()
         cuda = self.providers[0] == "CUDAExecutionProvider" and torch.cuda.is_available()
-        self.device = torch.device("cuda" if cuda else "cpu")
+        self.info = EngineInfo(
+            device=torch.device("cuda" if cuda else "cpu"),
+            dtype=GRAPH_DTYPES[meta["paragonsr2.precision"]],
+            variant=meta["paragonsr2.variant"],
+            scale=int(meta["paragonsr2.scale"]),
+            window=int(meta["paragonsr2.window"]),
+            exact_halo=int(radius) if radius else None,  # exact: local graphs run unpadded at any size
+            tile_multiple=self.align if self.align > 1 else None,
+            allocator=ALLOCATOR_ARENA,
+            supports_video=meta["paragonsr2.video"] == "1",
+        )
         self.conv_in = conv_in
         self._zeros = None
 
@@ -89,7 +88,7 @@ class OnnxRuntimeEngine:
                    providers: list[str] | None = None) -> "OnnxRuntimeEngine":
         """Export ``model`` (a deep copy) and run it; conv_in is kept for ``encode``."""
         data = export_onnx(model, precision=precision, video=video)
-        conv = frozen_copy(model.conv_in, dtype=PRECISIONS[precision])
+        conv = frozen_copy(model.conv_in, dtype=GRAPH_DTYPES[precision])
         return cls(data, conv_in=conv, providers=providers)
 
     # -- running the graph ---------------------------------------------------------------------
@@ -110,7 +109,8 @@ class OnnxRuntimeEngine:
     def _crop(self, out: np.ndarray, h: int, w: int, factor: int) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(out[:, :, :h * factor, :w * factor]))
 
-    def __call__(self, lr: torch.Tensor) -> torch.Tensor:
+    def __call__(self, lr: torch.Tensor, on_step=None) -> torch.Tensor:
+        # on_step is not called: one graph run cannot stop midway (info.steps_per_call == 1)
         x, h, w = self._prepare(lr)
         if self.video:
             b, _, hp, wp = x.shape
@@ -143,3 +143,28 @@ class OnnxRuntimeEngine:
     def __repr__(self) -> str:
         kind = "video" if self.video else "image"
         return f"OnnxRuntimeEngine({self.variant} x{self.scale}, {self.precision}, {kind}, {self.providers[0]})"
+
+
+def providers_for(device: str) -> list:
+    """ONNX Runtime providers for a device choice: "cpu" = the CPU provider only; "cuda" /
+    "cuda:N" = CUDA (that GPU), falling back to the CPU; "auto" = the best one installed."""
+    choice = (device or "auto").strip().lower()
+    if choice == "auto":
+        return default_providers()
+    target = torch.device(choice)
+    if target.type == "cpu":
+        return ["CPUExecutionProvider"]
+    if target.type == "cuda":
+        if "CUDAExecutionProvider" not in _require_ort().get_available_providers():
+            raise RuntimeError("this onnxruntime has no CUDA provider: pip install onnxruntime-gpu")
+        return [("CUDAExecutionProvider", {"device_id": target.index or 0}), "CPUExecutionProvider"]
+    raise ValueError(f"device {device!r} is not available with ONNX Runtime; use auto, cpu or cuda[:N]")
+
+
+def create_engine(model: torch.nn.Module, *, device: str = "auto", precision: str = "auto",
+                  video: bool = False) -> OnnxRuntimeEngine:
+    """The registry's entry (registry.make_engine): ``model`` exported and run in a session."""
+    providers = providers_for(device)
+    first = providers[0] if isinstance(providers[0], str) else providers[0][0]
+    graph = graph_precision(precision, "cuda" if first == "CUDAExecutionProvider" else "cpu")
+    return OnnxRuntimeEngine.from_model(model, precision=graph, video=video, providers=providers)

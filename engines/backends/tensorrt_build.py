@@ -5,7 +5,7 @@ removed the FP16/BF16 builder flags), so the precision comes from the typed ONNX
 optimisation profile; a workspace limit; a persisted timing cache; a progress monitor that
 reports to a callback and can cancel; a logger that keeps the warnings and errors so a failed
 build explains itself. Only documented calls of the Python API are used (see
-docs/tensorrt.md and ../shared/docs/tensorrt-notes.md).
+docs/tensorrt.md, "The TensorRT API this pack relies on").
 """
 
 from __future__ import annotations

@@ -21,9 +21,10 @@ from typing import Callable
 
 import torch
 
-from ..runtime.contract import frozen_copy
-from .engine_cache import EngineCache, Profile, cache_dir, engine_facts
-from .onnx_export import (ALIGN, ALPHA, FEATURE, INPUT, OUTPUT, PRECISIONS, PREV_FEAT, export_onnx_cached,
+from ..runtime.contract import ALIGN, ALLOCATOR_DEVICE, EngineInfo, InfoAttributes, frozen_copy
+from ..runtime.options import GRAPH_DTYPES, graph_precision
+from .engine_cache import EngineCache, Profile, cache_dir, default_models_dir, engine_facts
+from .onnx_export import (ALPHA, FEATURE, INPUT, OUTPUT, PREV_FEAT, export_onnx_cached,
                           pad_to_multiple)
 from .tensorrt_build import (INSTALL_HINT, TensorRTUnavailable, build_serialized_engine, gpu_facts,
                              import_tensorrt, make_logger, unavailable_reason)
@@ -31,7 +32,7 @@ from .tensorrt_build import (INSTALL_HINT, TensorRTUnavailable, build_serialized
 logger = logging.getLogger("ParagonSR2")
 
 
-class TensorRTEngine:
+class TensorRTEngine(InfoAttributes):
     """``TensorRTEngine(engine_bytes, model=..., precision=..., video=...)``.
 
     ``model`` (the CPU master) supplies scale, variant, receptive radius and conv_in.
@@ -41,16 +42,16 @@ class TensorRTEngine:
                  device: torch.device | str | None = None):
         trt = import_tensorrt()
         self._trt = trt
-        self.device = torch.device(device or ("cuda", torch.cuda.current_device()))
+        device = torch.device(device or ("cuda", torch.cuda.current_device()))
         self._logger = make_logger(trt)
-        with torch.cuda.device(self.device):
+        with torch.cuda.device(device):
             self._runtime = trt.Runtime(self._logger)
             self.engine = self._runtime.deserialize_cuda_engine(engine_bytes)
             if self.engine is None:
                 raise RuntimeError("TensorRT could not load this engine (built by another TensorRT "
                                    "version or for another GPU?):\n" + self._logger.explain())
             self.context = self.engine.create_execution_context()
-            self._stream = torch.cuda.Stream(self.device)
+            self._stream = torch.cuda.Stream(device)
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         expected = {INPUT, OUTPUT} | ({PREV_FEAT, ALPHA, FEATURE} if video else set())
         if set(names) != expected:
@@ -59,34 +60,30 @@ class TensorRTEngine:
         for name in names:  # fixed properties of the engine: check them once, not per call
             if self.engine.get_tensor_dtype(name) != trt.DataType.FLOAT:
                 raise RuntimeError(f"engine tensor {name} is not float32; rebuild it with this version")
-        self.variant = model.variant
-        self.scale = int(model.scale)
         self.num_feat = int(model.num_feat)
-        self.window = int(model.window_size)
-        self.exact_halo = model.receptive_radius  # exact where the runner needs no padding
-        self.precision = precision
-        self.dtype = PRECISIONS[precision]
-        self.video = video
-        self.align = ALIGN if self.window > 1 else 1  # realtime/stream graphs take any size
-        self.tile_multiple = ALIGN if self.window > 1 else None
+        window = int(model.window_size)
+        self.align = ALIGN if window > 1 else 1  # realtime/stream graphs take any size
         lo, _, hi = self.engine.get_tensor_profile_shape(INPUT, 0)
-        self.min_tile, self.max_tile = max(lo[2], lo[3]), min(hi[2], hi[3])
         self.min_batch, self.max_batch = int(lo[0]), int(hi[0])
+        self.info = EngineInfo.of_model(
+            model, device, GRAPH_DTYPES[precision],
+            tile_multiple=ALIGN if window > 1 else None,
+            min_tile=int(max(lo[2], lo[3])), max_tile=int(min(hi[2], hi[3])),
+            allocator=ALLOCATOR_DEVICE, supports_video=video)
         self.conv_in = frozen_copy(model.conv_in, self.device, self.dtype)
         # temporal_alpha is only ever 0 (first frame, image use) or 1 (decode): make both once.
         self._alphas = {a: torch.tensor(a, dtype=torch.float32, device=self.device) for a in (0.0, 1.0)}
         self._lock = threading.Lock()  # one execution context: one call at a time
 
     # -- one engine call ---------------------------------------------------------------------
-    def _check(self, b: int, h: int, w: int) -> None:
+    def _check(self, h: int, w: int) -> None:
         if not (self.min_tile <= h <= self.max_tile and self.min_tile <= w <= self.max_tile):
             raise ValueError(f"{h}x{w} LR tile is outside this TensorRT engine's profile "
                              f"({self.min_tile}..{self.max_tile} px); let the tiled runner choose tiles "
                              f"or rebuild the engine with a wider shape range")
 
     def _execute(self, x: torch.Tensor, feat: torch.Tensor | None, alpha: float) -> dict[str, torch.Tensor]:
-        b, _, h, w = x.shape
-        self._check(b, h, w)
+        self._check(*x.shape[-2:])
         ctx = self.context
         tensors = {INPUT: x}
         ctx.set_input_shape(INPUT, tuple(x.shape))
@@ -128,7 +125,8 @@ class TensorRTEngine:
         return out[:, :, :h * factor, :w * factor]
 
     # -- Engine protocol -----------------------------------------------------------------------
-    def __call__(self, lr: torch.Tensor) -> torch.Tensor:
+    def __call__(self, lr: torch.Tensor, on_step=None) -> torch.Tensor:
+        # on_step is not called: one engine run cannot stop midway (info.steps_per_call == 1)
         return self._run(lr, None, 0.0, OUTPUT)
 
     def encode(self, lr: torch.Tensor) -> torch.Tensor:
@@ -211,5 +209,20 @@ def load_or_build(model: torch.nn.Module, *, precision: str = "fp16", profile: P
     return TensorRTEngine(entry.data, model=model, precision=precision, video=video)
 
 
-__all__ = ["INSTALL_HINT", "CachedEngine", "TensorRTEngine", "TensorRTUnavailable", "ensure_engine_bytes",
-           "load_or_build"]
+def create_engine(model: torch.nn.Module, *, device: str = "auto", precision: str = "auto",
+                  video: bool = False, models_dir: str | Path | None = None, profile: Profile | None = None,
+                  progress: Callable[[int, int], None] | None = None) -> TensorRTEngine:
+    """The registry's entry (registry.make_engine): the cached engine, built on first use, on
+    the current CUDA device ("auto" / "cuda"); ``models_dir`` defaults to the CLI's models folder."""
+    choice = (device or "auto").strip().lower()
+    if choice not in ("auto", "cuda") and not choice.startswith("cuda:"):
+        raise ValueError(f"TensorRT runs on CUDA GPUs only, not on {device!r}")
+    if choice.startswith("cuda:"):
+        torch.cuda.set_device(torch.device(choice))
+    return load_or_build(model, precision=graph_precision(precision, "cuda"), profile=profile, video=video,
+                         models_dir=default_models_dir() if models_dir is None else models_dir,
+                         progress=progress)
+
+
+__all__ = ["INSTALL_HINT", "CachedEngine", "TensorRTEngine", "TensorRTUnavailable", "create_engine",
+           "ensure_engine_bytes", "load_or_build"]

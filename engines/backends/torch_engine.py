@@ -11,37 +11,29 @@ import logging
 
 import torch
 
-from ..runtime.contract import frozen_copy
-from ..runtime.devices import (_DTYPES, _mps_available, dtype_name, is_out_of_memory, pick_device,
-                               release_cached_memory, resolve_dtype)
+from ..runtime.contract import ALLOCATOR_DEVICE, ALLOCATOR_MALLOC, EngineInfo, InfoAttributes, frozen_copy
+from ..runtime.devices import pick_device, resolve_dtype
 from ..runtime.memory import warm_cpu_allocator
 
 logger = logging.getLogger("ParagonSR2")
 
-class TorchEngine:
-    """An ``Engine`` (engines/base.py) backed by a PyTorch copy of the model.
+class TorchEngine(InfoAttributes):
+    """An ``Engine`` (engines/runtime/contract.py) backed by a PyTorch copy of the model.
 
     ``TorchEngine(model, device=None, precision="auto")``: device None = ``pick_device("auto")``.
-    Attributes: ``model`` (the device copy), ``dtype``, ``precision`` ("fp32"/"fp16"/"bf16"),
-    ``fallbacks`` (how many calls were recomputed in fp32).
+    Attributes: ``info``, ``model`` (the device copy), ``fallbacks`` (how many calls were recomputed in fp32).
     """
-
-    min_tile = None
-    max_tile = None
 
     def __init__(self, model: torch.nn.Module, device: torch.device | str | None = None,
                  precision: str = "auto"):
-        self.device = pick_device("auto" if device is None else device)
+        device = pick_device("auto" if device is None else device)
         # CPU tensors come from the C library's malloc: the runners size CPU tiles for it.
-        self.system_allocator = self.device.type == "cpu"
-        if self.system_allocator:
+        on_cpu = device.type == "cpu"
+        if on_cpu:
             warm_cpu_allocator()
-        self.dtype = resolve_dtype(precision, self.device)
-        self.precision = dtype_name(self.dtype)
-        self.variant = model.variant
-        self.scale = int(model.scale)
-        self.window = int(model.window_size)
-        self.exact_halo = model.receptive_radius
+        self.info = EngineInfo.of_model(model, device, resolve_dtype(precision, device),
+                                        allocator=ALLOCATOR_MALLOC if on_cpu else ALLOCATOR_DEVICE,
+                                        steps_per_call=int(model.stage_count))
         self._master = model  # read only: source of the lazy fp32 copy used for fallbacks
         self.model = self._device_copy(self.dtype)
         self._fp32_model = self.model if self.dtype == torch.float32 else None
@@ -70,12 +62,18 @@ class TorchEngine:
         return x.to(device=self.device, dtype=dtype, non_blocking=True)
 
     @torch.inference_mode()
-    def __call__(self, lr: torch.Tensor) -> torch.Tensor:
-        out = self.model(self._input(lr, self.dtype))
+    def __call__(self, lr: torch.Tensor, on_step=None) -> torch.Tensor:
+        """``on_step(done, info.steps_per_call)`` runs between network stages (it may raise
+        to cancel); the output is bit-identical to a call without it."""
+        out = self._forward(self.model, self._input(lr, self.dtype), on_step)
         if self._low_precision_failed(out):
             self._note_fallback("tile")
-            out = self._fp32()(self._input(lr, torch.float32))
+            out = self._forward(self._fp32(), self._input(lr, torch.float32), on_step)
         return out.float()
+
+    @staticmethod
+    def _forward(model: torch.nn.Module, x: torch.Tensor, on_step) -> torch.Tensor:
+        return model(x) if on_step is None else model.run_staged(x, on_step)
 
     @torch.inference_mode()
     def encode(self, lr: torch.Tensor) -> torch.Tensor:
@@ -95,3 +93,9 @@ class TorchEngine:
 
     def __repr__(self) -> str:
         return f"TorchEngine({self.variant} x{self.scale}, {self.device}, {self.precision})"
+
+
+def create_engine(model: torch.nn.Module, *, device: str = "auto", precision: str = "auto",
+                  video: bool = False) -> TorchEngine:
+    """The registry's entry (registry.make_engine): every torch engine can decode video."""
+    return TorchEngine(model, device, precision)

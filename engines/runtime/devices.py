@@ -19,7 +19,7 @@ _OOM_MARKERS = (
 )
 
 
-def _mps_available() -> bool:
+def mps_available() -> bool:
     mps = getattr(torch.backends, "mps", None)
     return bool(mps is not None and mps.is_available())
 
@@ -33,7 +33,7 @@ def pick_device(preference: str | torch.device | None = "auto") -> torch.device:
         if pref == "auto":
             if torch.cuda.is_available():
                 return torch.device("cuda", torch.cuda.current_device())
-            if _mps_available():
+            if mps_available():
                 return torch.device("mps")
             return torch.device("cpu")
         try:
@@ -45,7 +45,7 @@ def pick_device(preference: str | torch.device | None = "auto") -> torch.device:
             raise RuntimeError(f"device {str(device)!r} requested but this torch build sees no CUDA GPU")
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise RuntimeError(f"device {str(device)!r} requested but only {torch.cuda.device_count()} CUDA GPU(s) exist")
-    if device.type == "mps" and not _mps_available():
+    if device.type == "mps" and not mps_available():
         raise RuntimeError("device 'mps' requested but MPS is not available in this torch build")
     return device
 
@@ -83,5 +83,5 @@ def release_cached_memory(device: torch.device | str) -> None:
     device = torch.device(device)
     if device.type == "cuda" and torch.cuda.is_available():
         torch.cuda.empty_cache()
-    elif device.type == "mps" and _mps_available():
+    elif device.type == "mps" and mps_available():
         torch.mps.empty_cache()

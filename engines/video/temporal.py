@@ -1,6 +1,6 @@
 """Temporally stable video upscaling: the spec's feature recurrence, run in batches.
 
-Section 7 of the network spec: the state is an exponential moving average of conv_in features,
+Section 7 of docs/network.md: the state is an exponential moving average of conv_in features,
 ``s_t = (1 - a) * conv_in(x_t) + a * s_{t-1}``, restarted (``s_t = conv_in(x_t)``) on the first
 frame and after a scene cut; frame t's output is the network with ``s_t`` in place of conv_in's
 output. conv_in is one convolution (linear, zero padded, with a bias) and the blend weights sum
@@ -33,9 +33,11 @@ from typing import Callable
 
 import torch
 
-from ..tiling import runner as tiling
+from ..runtime.backoff import OutOfMemoryBackoff
+from ..tiling.paste import as_rgb_bchw, crop_context, paste_alpha, paste_interior
+from ..tiling.plan import plan_engine_tiles
+from ..tiling.sizing import MIN_TILE, cpu_images_per_call, tile_layout
 from . import motion, scene_cuts
-from ..runtime.devices import is_out_of_memory, release_cached_memory
 
 logger = logging.getLogger("ParagonSR2")
 
@@ -50,9 +52,9 @@ class TemporalState:
 
     ``signature`` (model key, LR height, LR width) must match for the state to be used;
     ``blended`` (1, 3, H, W) float32 CPU is the last frame's blended LR frame b_t (its conv_in
-    features are the spec's state s_t); ``last_thumb`` / ``last_frame`` are the last frame's
-    scene-cut thumbnail and LR RGB frame (1, 3, H, W), for cut detection and motion-adaptive
-    blending.
+    features are the spec's state s_t); ``last_thumb`` (h, 32, 32), h <= scene_cuts.HISTORY_FRAMES,
+    holds the scene-cut thumbnails of the last frames (cut decisions read that bounded history, see
+    scene_cuts); ``last_frame`` is the last LR RGB frame (1, 3, H, W), for motion-adaptive blending.
     """
 
     signature: tuple
@@ -67,8 +69,7 @@ class TemporalState:
 
 
 def _engine_key(engine) -> str:
-    variant = getattr(engine, "variant", None) or "paragonsr2"
-    return f"{variant} x{engine.scale}"
+    return f"{engine.info.variant or 'paragonsr2'} x{engine.info.scale}"
 
 
 def _state_matches(state: TemporalState | None, key: str, height: int, width: int) -> bool:
@@ -83,11 +84,14 @@ def _state_matches(state: TemporalState | None, key: str, height: int, width: in
             " starting a fresh state", state.signature[0], state.signature[2], state.signature[1],
             key, width, height)
         return False
+    frame_shape = (1, 3, height, width)
+    if any(not isinstance(t, torch.Tensor) or tuple(t.shape) != frame_shape
+           for t in (state.blended, state.last_frame)):
+        # A signature that matches tensors of another size: built by hand or tampered with.
+        logger.warning("ParagonSR2 video: the temporal state's frames are not %dx%d although its "
+                       "signature says so; starting a fresh state", width, height)
+        return False
     return True
-
-
-def _on_cpu(engine) -> bool:
-    return torch.device(getattr(engine, "device", "cpu")).type == "cpu"
 
 
 def plan_video(engine, height: int, width: int, n_frames: int, tile_size: int, frames_per_chunk: int,
@@ -95,17 +99,17 @@ def plan_video(engine, height: int, width: int, n_frames: int, tile_size: int, f
     """(tile grid, frames per chunk). A chunk is blended, then encoded and decoded per tile in
     one call. frames_per_chunk > 0 is taken as is; auto is DEFAULT_CHUNK on GPUs (fewer, larger
     kernel launches; not measured here, no GPU was available) and on the CPU what
-    tiling.cpu_images_per_call allows: one frame of 256x256 or more per call, several small ones.
+    sizing.cpu_images_per_call allows: one frame of 256x256 or more per call, several small ones.
     The CPU is compute bound at one frame: realtime x2, 256x256, 2-core EPYC: 127 ns per LR pixel
     at one frame per call, 139 at two, 163 at three (benchmarks/video.py --speed)."""
     if frames_per_chunk and frames_per_chunk > 0:
         chunk = int(frames_per_chunk)
-    elif not _on_cpu(engine):
+    elif engine.info.device.type != "cpu":
         chunk = DEFAULT_CHUNK
     else:
         tiles = plan_grid(engine, height, width, tile_size, 1, halo, free_memory)
         largest = max(t.context_shape[0] * t.context_shape[1] for t in tiles)
-        return tiles, max(1, min(n_frames, tiling.cpu_images_per_call(engine, largest) or 1))
+        return tiles, max(1, min(n_frames, cpu_images_per_call(engine.info, largest) or 1))
     chunk = max(1, min(chunk, n_frames))
     return plan_grid(engine, height, width, tile_size, chunk, halo, free_memory), chunk
 
@@ -114,8 +118,8 @@ def plan_grid(engine, height: int, width: int, tile_size: int, batch: int, halo:
               free_memory: Callable[[], int] | None) -> list:
     """The tile grid used for every frame, laid out like the image runner's (one tile covering
     the frame when it fits). ``batch``: frames per call, for the auto tile size."""
-    tile, halo, wrap = tiling.tile_layout(engine, height, width, tile_size, halo, free_memory, batch)
-    return tiling.plan_engine_tiles(engine, height, width, tile, halo, wrap)
+    tile, halo, wrap = tile_layout(engine.info, height, width, tile_size, halo, free_memory, batch)
+    return plan_engine_tiles(engine.info, height, width, tile, halo, wrap)
 
 
 def blend_frames(lr: torch.Tensor, weights: list[float], maps: torch.Tensor | None,
@@ -141,16 +145,7 @@ def _frames_to_rgb(chunk: torch.Tensor) -> torch.Tensor:
     """(n, H, W, C) IMAGE slice, C = 1, 3 or 4 -> (n, 3, H, W) float32 RGB (gray replicated),
     in channels-last memory: the layout the IMAGE already has and the torch fast path computes
     in, so no copy is made on the way in and none on the way to the network."""
-    return tiling.as_rgb_bchw(chunk).float().contiguous(memory_format=torch.channels_last)
-
-
-def _upscale_alpha(chunk: torch.Tensor, scale: int) -> torch.Tensor:
-    """RGBA input: alpha is resized bicubically (as the image runner does), not run through
-    the network. (n, H, W, 4) -> (n, sH, sW, 1)."""
-    a = chunk[..., 3:4].permute(0, 3, 1, 2).float()
-    if scale != 1:
-        a = torch.nn.functional.interpolate(a, scale_factor=scale, mode="bicubic", align_corners=False)
-    return a.clamp_(0, 1).permute(0, 2, 3, 1)
+    return as_rgb_bchw(chunk).float().contiguous(memory_format=torch.channels_last)
 
 
 def upscale_video(engine, frames: torch.Tensor, *, temporal_strength: float = DEFAULT_STRENGTH,
@@ -170,7 +165,7 @@ def upscale_video(engine, frames: torch.Tensor, *, temporal_strength: float = DE
     scene_cut_sensitivity: 0 disables cut detection; see scene_cuts.cut_threshold.
     tile_size: LR tile side (0 = auto); frames_per_chunk: frames blended, encoded and decoded
     together (0 = auto, see plan_video). On out-of-memory the frames per call, then the tile,
-    are halved (down to tiling.MIN_TILE) before giving up.
+    are halved (down to sizing.MIN_TILE) before giving up (TileOutOfMemoryError).
     progress(done, total) is called once per chunk x tile; check_interrupt() between them.
     """
     if frames.ndim != 4 or frames.shape[-1] not in (1, 3, 4):
@@ -188,7 +183,8 @@ def upscale_video(engine, frames: torch.Tensor, *, temporal_strength: float = DE
 
     # Allocated outside inference mode, so downstream nodes may modify it in place.
     out_channels = 4 if channels == 4 else 3  # gray comes back as RGB, like the image runner
-    out = torch.empty((n_frames, height * int(engine.scale), width * int(engine.scale), out_channels),
+    scale = int(engine.info.scale)
+    out = torch.empty((n_frames, height * scale, width * scale, out_channels),
                       dtype=torch.float32)
     run = _VideoRun(engine, tiles, halo, chunk, progress, check_interrupt)
     with torch.inference_mode():
@@ -201,20 +197,25 @@ def upscale_video(engine, frames: torch.Tensor, *, temporal_strength: float = DE
 
 
 class _VideoRun:
-    """The chunk x tile loop of upscale_video, with its out-of-memory back-off."""
+    """The chunk x tile loop of upscale_video, with the runners' out-of-memory back-off
+    (runtime/backoff.py): frames per call first, then the tile side."""
 
     def __init__(self, engine, tiles, halo, decode_batch, progress, check_interrupt):
         self.engine, self.tiles, self.halo = engine, tiles, halo
-        self.decode_batch = decode_batch
+        self.scale = int(engine.info.scale)
+        self.sizes = OutOfMemoryBackoff(engine.info.device, self._tile_side(), decode_batch,
+                                        min_tile=MIN_TILE, unit="frame", label="ParagonSR2 video")
         self.progress, self.check_interrupt = progress, check_interrupt
+        self.alpha = None
         self.done = 0
 
     def frames(self, frames, out, previous, alpha, sensitivity, motion_adaptive, chunk):
         """Blend and upscale every chunk, continuing ``previous`` (a TemporalState or None);
-        returns (blended, thumbnail, LR frame) of the last frame."""
+        returns the last frame's blended frame, the recent scene-cut thumbnails and the last LR frame."""
         prev_blend, prev_thumb, prev_frame = (None, None, None) if previous is None else (
             previous.blended, previous.last_thumb, previous.last_frame)
-        n_frames, channels, scale = frames.shape[0], frames.shape[-1], int(self.engine.scale)
+        n_frames = frames.shape[0]
+        self.alpha = frames[..., 3] if frames.shape[-1] == 4 else None
         chunks = math.ceil(n_frames / chunk)
         self.total = chunks * len(self.tiles)
         for index, start in enumerate(range(0, n_frames, chunk)):
@@ -229,56 +230,46 @@ class _VideoRun:
                 maps = motion.motion_weights(lr, previous, alpha)
             blended = blend_frames(lr, weights, maps, prev_blend)
             self._chunk(lr, blended, out, start, chunks - index)
-            if channels == 4:
-                out[start:start + lr.shape[0], ..., 3:4] = _upscale_alpha(raw, scale)
-            prev_blend, prev_thumb, prev_frame = blended[-1:].clone(), thumbs[-1], lr[-1:].clone()
+            prev_thumb = scene_cuts.recent_history(prev_thumb, thumbs)
+            prev_blend, prev_frame = blended[-1:].clone(), lr[-1:].clone()
             del lr, blended, maps
         return prev_blend, prev_thumb, prev_frame
 
     def _chunk(self, lr, blended, out, start, chunks_left):
-        """Upscale one chunk tile by tile; on out-of-memory halve the frames per call, then the
-        tile (re-planning the grid: the state is per frame, not per tile), and redo the chunk.
-        ``chunks_left`` (this one included) keeps the progress total right after a re-plan."""
-        engine = self.engine
+        """Upscale one chunk tile by tile, redone after an out-of-memory shrink; a smaller tile
+        re-plans the grid (the state is per frame, not per tile). ``chunks_left`` (this one
+        included) keeps the progress total right after a re-plan."""
         while True:
-            try:
-                for tile in self.tiles:
-                    if self.check_interrupt is not None:
-                        self.check_interrupt()
-                    self._tile(lr, blended, out, start, tile)
-                    self.done += 1
-                    if self.progress is not None:
-                        self.progress(self.done, self.total)
+            side = self.sizes.tile
+            finished, _ = self.sizes.attempt(self._tiles, lr, blended, out, start)
+            if finished:
                 return
-            except Exception as exc:  # noqa: BLE001 - only allocator failures are retried
-                if not is_out_of_memory(exc):
-                    raise
-                del exc
-                release_cached_memory(engine.device)
-                side = self._tile_side()
-                if self.decode_batch > 1:
-                    self.decode_batch //= 2
-                elif side // 2 >= tiling.MIN_TILE:
-                    height, width = lr.shape[-2:]
-                    self.tiles = plan_grid(engine, height, width, side // 2, 1, self.halo, None)
-                    self.total = self.done + chunks_left * len(self.tiles)
-                else:
-                    raise RuntimeError(
-                        f"ParagonSR2 video: out of memory on {engine.device} even for one frame in "
-                        f"{side}x{side} LR tiles; set a smaller tile_size or a lower precision "
-                        "(fp16/bf16), or free memory") from None
-                logger.warning("ParagonSR2 video: out of memory; retrying with %d px tiles, %d frame(s)"
-                               " per call", self._tile_side(), self.decode_batch)
+            if self.sizes.tile != side:
+                height, width = lr.shape[-2:]
+                self.tiles = plan_grid(self.engine, height, width, self.sizes.tile, 1, self.halo, None)
+                self.sizes.tile = self._tile_side()
+                self.total = self.done + chunks_left * len(self.tiles)
+
+    def _tiles(self, lr, blended, out, start):
+        for tile in self.tiles:
+            if self.check_interrupt is not None:
+                self.check_interrupt()
+            self._tile(lr, blended, out, start, tile)
+            self.done += 1
+            if self.progress is not None:
+                self.progress(self.done, self.total)
 
     def _tile_side(self) -> int:
         return max(max(t.y1 - t.y0, t.x1 - t.x0) for t in self.tiles)
 
     def _tile(self, lr, blended, out, start, tile):
-        engine, n = self.engine, lr.shape[0]
-        x = tiling.crop_context(lr, tile)
-        xb = x if blended is lr else tiling.crop_context(blended, tile)
-        for i in range(0, n, self.decode_batch):
-            j = min(n, i + self.decode_batch)
+        engine, n, per_call = self.engine, lr.shape[0], self.sizes.per_call
+        x = crop_context(lr, tile)
+        xb = x if blended is lr else crop_context(blended, tile)
+        for i in range(0, n, per_call):
+            j = min(n, i + per_call)
             hr = engine.decode(x[i:j], engine.encode(xb[i:j]))
-            tiling.paste_interior(out, hr, tile, engine.scale, slice(start + i, start + j))
+            paste_interior(out, hr, tile, self.scale, slice(start + i, start + j))
             del hr
+        if self.alpha is not None:
+            paste_alpha(out, self.alpha, tile, self.scale, slice(start, start + n))
