@@ -80,7 +80,8 @@ def _our_pixels(engine, height: int, width: int, tile_size: int) -> tuple[int, i
     return sum(t.context_shape[0] * t.context_shape[1] for t in tiles), len(tiles), tile
 
 
-def compare(variant: str, height: int, width: int, repeats: int, device: str, tiled_scale) -> dict:
+def compare(variant: str, height: int, width: int, repeats: int, device: str, tiled_scale,
+            warmup: int = 1) -> dict:
     from packlib import load_reference, reference_case_for
 
     torch_engine = submodule("engines.backends.torch_engine")
@@ -108,13 +109,13 @@ def compare(variant: str, height: int, width: int, repeats: int, device: str, ti
 
     walls = {name: [] for name in methods}
     cpus = {name: [] for name in methods}
-    for rep in range(repeats + 1):  # the first round is the warm-up
+    for rep in range(repeats + warmup):  # the first ``warmup`` rounds are not counted
         for name, fn in methods.items():
             sync()
             w0, c0 = time.perf_counter(), time.process_time()
             fn()
             sync()
-            if rep:
+            if rep >= warmup:
                 walls[name].append(time.perf_counter() - w0)
                 cpus[name].append(time.process_time() - c0)
     auto_px, auto_tiles, auto_tile = _our_pixels(engine, height, width, 0)
@@ -137,6 +138,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="1024x768,2048x2048", help="W x H, comma separated")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--warmup", type=int, default=1, help="uncounted rounds first (0 for slow photo/pro runs)")
     args = parser.parse_args()
     # The pack first, while comfy is not importable: its bridge then runs standalone (comfy's
     # model_management would pick a device at import time); comfy.utils needs nothing of it.
@@ -147,7 +149,8 @@ def main() -> None:
     for size in args.sizes.split(","):
         width, height = (int(v) for v in size.lower().split("x"))
         for variant in args.variants.split(","):
-            print(json.dumps(compare(variant.strip(), height, width, args.repeats, args.device, tiled_scale)), flush=True)
+            print(json.dumps(compare(variant.strip(), height, width, args.repeats, args.device, tiled_scale,
+                                     args.warmup)), flush=True)
 
 
 if __name__ == "__main__":

@@ -55,6 +55,7 @@ class Picture:
     icc_profile: bytes | None = None
     exif: bytes | None = None  # orientation already applied to the pixels and reset
     bits: int = 8  # per channel in the file (16 for I;16, 32 for F / I)
+    float_input: bool = False  # mode F: a float TIFF output keeps it as float
     notes: list[str] = field(default_factory=list)  # said to the user: nothing changes silently
 
     @property
@@ -104,7 +105,7 @@ def _to_float(im, picture: Picture, int_bits: tuple[int, bool] | None = None) ->
             picture.notes.append(f"the values use under 1/256 of the file's {bits}-bit range: the output is near black")
         return arr[..., None]
     if mode == "F":
-        picture.bits = 32
+        picture.bits, picture.float_input = 32, True
         arr = np.nan_to_num(np.asarray(im, dtype=np.float32), nan=0.0, posinf=1.0, neginf=0.0)
         low, high = float(arr.min()), float(arr.max())
         if low < 0 or high > 1:
@@ -183,8 +184,6 @@ def read_image(path: Path) -> Picture:
     if (space == "GRAY" and channels != 1) or (space == "RGB" and channels == 1):
         picture.notes.append(f"colour profile ({space}) not kept: it does not fit the output's colours")
         picture.icc_profile = None
-    if picture.bits > 8:
-        picture.notes.append(f"{picture.bits}-bit input; the output is 8-bit")
     picture.pixels = torch.from_numpy(np.ascontiguousarray(arr))[None]
     return picture
 
@@ -246,17 +245,33 @@ def save_image(image: torch.Tensor, path: Path, picture: Picture | None = None,
     suffix = (format_suffix or path.suffix).lower()
     if picture is not None and picture.pixels is not None and picture.pixels.shape[-1] == 1 and image.shape[-1] == 3:
         image = image.mean(dim=-1, keepdim=True)  # grey stays grey (and its GRAY profile stays valid)
-    arr = to_uint8(image)
     notes: list[str] = []
-    options = _save_options(suffix, picture, arr.shape[-1] == 4, notes)
-    if arr.shape[-1] == 4 and suffix in _NO_ALPHA:
-        arr = arr[..., :3]
-    im = image_mod.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr)  # L, RGB or RGBA from the shape
+    options = _save_options(suffix, picture, image.shape[-1] == 4, notes)
+    im = _deep_grey(image, picture, suffix, image_mod)
+    if im is None:
+        if picture is not None and picture.bits > 8:
+            notes.append(f"{picture.bits}-bit input; the output is 8-bit ({suffix} holds 8 bits per channel; "
+                         f".png or .tif keep 16)")
+        arr = to_uint8(image)
+        if arr.shape[-1] == 4 and suffix in _NO_ALPHA:
+            arr = arr[..., :3]
+        im = image_mod.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr)  # L, RGB or RGBA from the shape
     try:
         im.save(path, **options)
     except (OSError, ValueError, KeyError) as exc:
         raise CliError(f"cannot write image {path}: {exc}") from None
     return notes
+
+
+def _deep_grey(image: torch.Tensor, picture: Picture | None, suffix: str, image_mod):
+    """A grey output of a 16-bit / float input keeps its depth where the format can hold it:
+    16-bit PNG or TIFF (I;16), 32-bit float TIFF (F). None: write 8-bit."""
+    if picture is None or picture.bits <= 8 or image.shape[-1] != 1 or suffix not in (".png", ".tif", ".tiff"):
+        return None
+    values = image[..., 0].clamp(0, 1).cpu().numpy()
+    if picture.bits == 32 and picture.float_input and suffix != ".png":
+        return image_mod.fromarray(values.astype(np.float32))  # mode F
+    return image_mod.fromarray((values * 65535).round().astype(np.uint16))  # I;16
 
 
 def save_animation(frames: list[np.ndarray], durations: list[int], loop: int, path: Path,

@@ -83,8 +83,9 @@ class ParagonSR2Upscale:
                 "tile_size": ("INT", {
                     "default": 0, "min": 0, "max": 8192, "step": 16,
                     "tooltip": "Tile side in input pixels (multiple of 16). 0 = auto: as large as "
-                               "free memory allows (on the CPU, realtime/stream use smaller, exact tiles "
-                               "that run 2-3x faster), halved automatically on out-of-memory."}),
+                               "free memory allows (on the CPU 512 to 1024 px: never smaller than core's "
+                               "tiles), halved automatically on out-of-memory. Cancel and the progress "
+                               "bar act inside tiles, so large tiles stay responsive."}),
             },
             "optional": {
                 "halo": ("INT", {
@@ -121,7 +122,7 @@ class ParagonSR2Upscale:
             progress=bridge.make_progress(),
             check_interrupt=bridge.check_interrupt,
             free_memory=lambda: bridge.free_memory(engine.device),
-            **({"output_size": size} if size else {}),  # H2-TEMP until the runners take it
+            output_size=size,
         )
         return (out,)
 

@@ -34,6 +34,8 @@ class ManagedTorchEngine(TorchEngine):
     def _device_copy(self, dtype: torch.dtype) -> torch.nn.Module:
         module = frozen_copy(self._master, "cpu", dtype)
         patcher = bridge.model_patcher(module, self.device)
+        if patcher is None:
+            raise RuntimeError("ManagedTorchEngine works inside ComfyUI only; use TorchEngine standalone")
         module.to(patcher.offload_device)
         self.patchers.append(patcher)
         if len(self.patchers) > 1:  # the fp32 fallback copy, wanted mid-run: load it beside the first

@@ -151,9 +151,12 @@ def engine_for(handle: ModelHandle, device: str = "auto"):
     if cached is not None and cached[0]() is handle.model:
         return cached[1]
     if bridge.IN_COMFYUI:
-        from .managed import ManagedTorchEngine as engine_class
+        from .managed import ManagedTorchEngine
+
+        engine = ManagedTorchEngine(handle.model, target, handle.precision)
     else:
-        from ..engines.backends.torch_engine import TorchEngine as engine_class
-    engine = engine_class(handle.model, target, handle.precision)
+        from ..engines.backends.registry import make_engine
+
+        engine = make_engine("torch", handle.model, target, handle.precision)
     engine_cache.put(key, (weakref.ref(handle.model), engine))
     return engine

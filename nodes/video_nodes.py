@@ -141,7 +141,7 @@ class ParagonSR2VideoUpscale:
             progress=bridge.make_progress(),
             check_interrupt=bridge.check_interrupt,
             free_memory=lambda: bridge.free_memory(engine.device),
-            **({"output_size": size} if size else {}),  # H2-TEMP until the runners take it
+            output_size=size,
         )
         return (out, state)
 

@@ -133,12 +133,17 @@ def _mlp_weights(block, norm, gamma, dtype):
     return _cached(block, "mlp", params, (dtype,), build)
 
 
-def _mlp(block, x, norm, gamma):
+def _no_op() -> None:
+    pass
+
+
+def _mlp(block, x, norm, gamma, between=_no_op):
     """x + gamma * conv2(gelu(dw(conv1(norm(x)))))."""
     w1, b1, wd, bd, w2, b2 = _mlp_weights(block, norm, gamma, x.dtype)
     h = _rms_normalise(x, norm.eps) if norm is not None else x
     h = F.conv2d(h, w1, b1)
     h = F.conv2d(h, wd, bd, padding=1, groups=wd.shape[0])
+    between()
     h = torch.ops.aten.gelu_(h)  # in place: one less activation-sized buffer
     return F.conv2d(h, w2, b2).add_(x)
 
@@ -210,7 +215,26 @@ def _window_index(h: int, w: int, ws: int, shift: int, batch: int, device):
     return gather.to(device), scatter.to(device), (padded.to(device) if padded.numel() else None)
 
 
-def _attention(owner, x, norm, attn, gamma):
+# With a cancel hook, SDPA (the largest single operation: ~60 GFLOP per block on a 1024 px
+# tile) runs in this many groups of windows with the hook between them.
+SDPA_CHUNKS = 8
+
+
+def _sdpa_in_chunks(q, k, v, between):
+    """scaled_dot_product_attention over groups of windows, ``between()`` after each group.
+    Windows are independent batch entries, so every value is the one of a single call (the
+    staged-forward test checks this bit for bit); the result has the single call's layout."""
+    n, heads, tokens, d = q.shape
+    out = q.new_empty(n, tokens, heads, v.shape[-1]).transpose(1, 2)
+    step = max(1, -(-n // SDPA_CHUNKS))
+    for i in range(0, n, step):
+        out[i:i + step] = F.scaled_dot_product_attention(q[i:i + step], k[i:i + step], v[i:i + step])
+        if i + step < n:
+            between()
+    return out
+
+
+def _attention(owner, x, norm, attn, gamma, between=_no_op):
     """x + gamma * to_BCHW(attn(to_BHWC(norm(x)))) with x channels-last."""
     b, c, h, w = x.shape
     ws, heads = attn.window_size, attn.num_heads
@@ -235,21 +259,22 @@ def _attention(owner, x, norm, attn, gamma):
         qkv[padded] = pad_qkv  # a padded token is zero after the norm: qkv gives the plain bias
     win = qkv.view(-1, ws * ws, 3, heads, c // heads)
     q, k, v = (t.transpose(1, 2) for t in win.unbind(2))
-    o = F.scaled_dot_product_attention(q, k, v)  # (Bw, heads, N, d), memory (Bw, N, heads, d)
+    between()
+    if between is _no_op:
+        o = F.scaled_dot_product_attention(q, k, v)  # (Bw, heads, N, d), memory (Bw, N, heads, d)
+    else:
+        o = _sdpa_in_chunks(q, k, v, between)
+    between()
     o = o.transpose(1, 2).reshape(-1, c).index_select(0, scatter)
     return _unflat(F.linear(o, wo, bo).add_(_flat(x)), b, h, w)
 
 
-def _no_op() -> None:
-    pass
-
-
 def photo_block(block: PhotoBlock, x, between=_no_op):
-    """``between()`` runs between the branches (a cancel point inside a slow block)."""
-    x = _mlp(block, x, block.norm, block.scale.gamma)
+    """``between()`` runs between the large operations (cancel points inside a slow block)."""
+    x = _mlp(block, x, block.norm, block.scale.gamma, between)
     if block.attention:
         between()
-        x = _attention(block, x, block.attn_norm, block.attn, block.scale.gamma)
+        x = _attention(block, x, block.attn_norm, block.attn, block.scale.gamma, between)
     return x
 
 
@@ -272,14 +297,14 @@ def _token_weights(block: ProBlock, dtype):
 
 
 def pro_block(block: ProBlock, x, between=_no_op):
-    x = _mlp(block, x, block.norm1, block.scale1.gamma)
+    x = _mlp(block, x, block.norm1, block.scale1.gamma, between)
     between()
     # x + gamma2 * (x * w)  ==  x * (1 + gamma2 * w): one pass
     ca = block.channel_attn
     weights = ca.fc(x.mean(dim=(2, 3)))
     x = x * (1 + block.scale2.gamma.reshape(1, -1) * weights)[:, :, None, None]
     if block.attention:
-        x = _attention(block, x, block.norm3, block.window_attn, block.scale3.gamma)
+        x = _attention(block, x, block.norm3, block.window_attn, block.scale3.gamma, between)
         between()
     wq, bq, keys, m, m_bias = _token_weights(block, x.dtype)
     b, c, h, w = x.shape
@@ -375,8 +400,8 @@ def head(model, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 def decode(model, x: torch.Tensor, feat: torch.Tensor, on_block=None, on_branch=None) -> torch.Tensor:
-    """``on_block()`` after each body block; ``on_branch()`` also between the branches of the
-    slow (attention) blocks. Neither touches the tensors."""
+    """``on_block()`` after each body block; ``on_branch()`` also inside the slow (attention)
+    blocks, between their large operations. Neither touches the tensors."""
     y = feat.contiguous(memory_format=_CL)
     for group in model.body:
         for block in group.blocks:

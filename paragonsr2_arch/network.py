@@ -158,8 +158,8 @@ class ParagonSR2(nn.Module):
         Inference uses the optimised path (fast_paths.py); inside ``reference_mode()``, in
         training mode or when autograd records, the modules' straightforward forwards run.
         ``on_block()``, when given, is called after each body block (for cancel and progress:
-        it may raise), ``on_branch()`` on the fast path also between the branches of photo/pro
-        blocks; the values computed are the same with or without them.
+        it may raise), ``on_branch()`` on the fast path also inside photo/pro blocks, between
+        their large operations; the values computed are the same with or without them.
         """
         if fast_paths.usable(self, feat):
             return fast_paths.decode(self, x, feat, on_block, on_branch)
@@ -177,9 +177,9 @@ class ParagonSR2(nn.Module):
     def run_staged(self, x: torch.Tensor, on_step) -> torch.Tensor:
         """``forward(x)`` with ``on_step(done, stage_count)`` called after conv_in, after each
         body block and after the tail, so a caller can cancel (raise) or report progress inside
-        one pass. Between the branches of a photo/pro block it is called again with the same
-        ``done`` (a slow block is a second or more on a CPU). Same operations in the same order
-        as forward: bit-identical output."""
+        one pass. Inside a photo/pro block (between its large operations: depthwise conv, MLP,
+        qkv, attention) it is called again with the same ``done``: such a block takes seconds
+        on a CPU. Same operations in the same order as forward: bit-identical output."""
         total = self.stage_count
         done = 0
 

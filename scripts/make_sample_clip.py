@@ -65,7 +65,7 @@ def write_clip(path: Path, count: int = 48, fps: int = 24) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("out", nargs="?", default=str(PACK / "assets" / "sample_clip.mp4"))
     parser.add_argument("--frames", type=int, default=48)
     parser.add_argument("--fps", type=int, default=24)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 PACK = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("paragonsr2_launcher", PACK / "paragonsr2.py")
+assert _spec is not None and _spec.loader is not None
 _launcher = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_launcher)
 _launcher.import_pack()
@@ -59,7 +60,10 @@ def properties(name: str, cnr_id: str, ver: str) -> dict:
 
 
 def main() -> None:
-    ver = re.search(r'^version = "([^"]+)"', (PACK / "pyproject.toml").read_text(), re.M).group(1)
+    found = re.search(r'^version = "([^"]+)"', (PACK / "pyproject.toml").read_text(), re.M)
+    if found is None:
+        raise SystemExit("pyproject.toml has no version line")
+    ver = found.group(1)
 
     def core(name):
         return properties(name, "comfy-core", "0.3.64")

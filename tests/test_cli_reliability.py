@@ -154,19 +154,25 @@ def test_grey_alpha_palette_alpha_rgba_and_cmyk(tmp_path):
     assert any("CMYK" in n for n in cmyk.notes)
 
 
-def test_sixteen_bit_grey_and_float_tiff_come_out_as_they_look(tmp_path, model_file, capsys):
-    """Before: the I;16 PNG came out almost white, the 0..1 float TIFF black (exit 0 both)."""
+@pytest.mark.parametrize("name,suffix,mode,peak", [
+    ("grey16.png", ".png", "I;16", 65535), ("grey16.png", ".tif", "I;16", 65535),
+    ("float.tif", ".tif", "F", 1.0), ("float.tif", ".png", "I;16", 65535), ("grey16.png", ".jpg", "L", 255)])
+def test_sixteen_bit_grey_and_float_tiff_come_out_as_they_look(tmp_path, model_file, capsys, name, suffix, mode,
+                                                              peak):
+    """Before: the I;16 PNG came out almost white, the 0..1 float TIFF black (exit 0 both).
+    Now they look like their input, at 16 bits (or float) where the output format holds it."""
     _write_modes(tmp_path)
-    for name in ("grey16.png", "float.tif"):
-        out = tmp_path / f"up_{name}.png"
-        assert run_cli([tmp_path / name, "-o", out, "--model", model_file, "--device", "cpu", "--quiet"]) == 0
-        with Image.open(out) as im:
-            arr = np.asarray(im.convert("L"), dtype=np.float64) / 255
-        assert im.size == (80, 48)
-        assert abs(arr.mean() - 0.5) < 0.05, (name, arr.mean())
-        assert arr[:, :8].mean() < 0.15 and arr[:, -8:].mean() > 0.85  # the gradient is still there
-    err = capsys.readouterr().err
-    assert "16-bit input; the output is 8-bit" in err and "32-bit input" in err
+    out = tmp_path / f"up{suffix}"
+    assert run_cli([tmp_path / name, "-o", out, "--model", model_file, "--device", "cpu", "--quiet"]) == 0
+    with Image.open(out) as im:
+        assert im.mode == mode and im.size == (80, 48)
+        arr = np.asarray(im, dtype=np.float64) / peak
+    assert abs(arr.mean() - 0.5) < 0.05, arr.mean()
+    assert arr[:, :8].mean() < 0.15 and arr[:, -8:].mean() > 0.85  # the gradient is still there
+    if mode != "L":
+        assert len(np.unique(arr)) > 256  # more levels than 8 bits could hold
+    else:
+        assert "16-bit input; the output is 8-bit (.jpg holds 8 bits per channel" in capsys.readouterr().err
 
 
 # -- ICC profiles, EXIF orientation ---------------------------------------------------------------

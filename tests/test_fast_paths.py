@@ -135,6 +135,7 @@ def test_training_and_autograd_use_the_straightforward_path(arch):
     assert model.body[0].blocks[0].scale.gamma.grad.abs().sum() > 0
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_fast_on_cuda_fp16(arch, variant):

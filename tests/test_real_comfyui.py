@@ -32,8 +32,9 @@ import numpy as np
 import pytest
 import torch
 
-from packlib import PACK_ROOT, load_reference, natural_image, reference_cases
+from packlib import PACK_ROOT, load_reference, natural_image, reference_cases, submodule
 
+pytestmark = pytest.mark.comfyui
 COMFYUI_DIR = os.environ.get("COMFYUI_DIR", "")
 if not COMFYUI_DIR or not (Path(COMFYUI_DIR) / "main.py").is_file():
     pytest.skip("set COMFYUI_DIR to a ComfyUI checkout (and COMFYUI_PYTHON to its python) to run "
@@ -587,7 +588,8 @@ def _saved_frames(url: str, outputs: dict, node: str) -> np.ndarray:
     return np.stack(frames)
 
 
-def _clip_prompt(first: int, count: int, prefix: str, requeue: int | None = None) -> dict:
+def _clip_prompt(first: int, count: int, prefix: str, requeue: int | None = None, *, strength: float = 0.6,
+                 sensitivity: float = 0.0, start_frame: int = 0) -> dict:
     """Frames [first, first + count) of the sample clip through Video Upscale; with ``requeue``
     under a meta batch manager (as VHS queues batch ``requeue`` of a run)."""
     prompt = {
@@ -597,8 +599,9 @@ def _clip_prompt(first: int, count: int, prefix: str, requeue: int | None = None
         "4": {"class_type": "ParagonSR2Loader",
               "inputs": {"model_name": "own.safetensors", "sharpness": "auto", "precision": "fp32"}},
         "6": {"class_type": "ParagonSR2VideoUpscale", "inputs": {
-            "model": ["4", 0], "frames": ["3", 0], "temporal_strength": 0.6, "scene_cut_sensitivity": 0.0,
-            "motion_adaptive": False, "tile_size": 0, "frames_per_chunk": 0}},
+            "model": ["4", 0], "frames": ["3", 0], "temporal_strength": strength,
+            "scene_cut_sensitivity": sensitivity, "motion_adaptive": False, "tile_size": 0, "frames_per_chunk": 0,
+            "start_frame": start_frame}},
         "7": {"class_type": "SaveImage", "inputs": {"images": ["6", 0], "filename_prefix": prefix}},
     }
     if requeue is not None:
@@ -623,3 +626,23 @@ def test_meta_batch_carries_the_temporal_state_between_prompts(comfyui):
     gap = _saved_frames(url, _run_prompt(url, _clip_prompt(half, half, "meta_gap", requeue=2)), "7")
     assert np.abs(gap - fresh).max() <= 1.0 + 1e-3
     assert "meta batch 2 has no state from batch 1" in comfyui["log"].read_text()
+
+
+def test_two_ranges_with_start_frame_join_seamlessly(comfyui):
+    """A clip split over two workflows (two machines, say): range A = frames [0, k), range B =
+    frames [k - W, n) with start_frame W (its first W frames only rebuild the temporal state);
+    A's and B's outputs joined equal one run over [0, n) (docs: start_frame)."""
+    chunks = submodule("engines.video.chunks")
+    url, n, k, strength = comfyui["url"], 24, 12, 0.2
+    warmup = chunks.warmup_frames(strength)
+    assert 0 < warmup < k
+    whole = _saved_frames(url, _run_prompt(url, _clip_prompt(0, n, "range_whole", strength=strength,
+                                                             sensitivity=0.6)), "7")
+    part_a = _saved_frames(url, _run_prompt(url, _clip_prompt(0, k, "range_a", strength=strength,
+                                                              sensitivity=0.6)), "7")
+    part_b = _saved_frames(url, _run_prompt(url, _clip_prompt(k - warmup, n - k + warmup, "range_b",
+                                                              strength=strength, sensitivity=0.6,
+                                                              start_frame=warmup)), "7")
+    assert part_a.shape[0] == k and part_b.shape[0] == n - k  # the warm-up frames are not output
+    joined = np.concatenate([part_a, part_b])
+    assert np.abs(joined - whole).max() <= 1.0 + 1e-3, np.abs(joined - whole).max()

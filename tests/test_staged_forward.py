@@ -44,8 +44,10 @@ def test_staged_pass_is_bit_identical(variant, path):
     assert {t for _, t in recorder.calls} == {total}
     done = [d for d, _ in recorder.calls]
     assert sorted(set(done)) == list(range(1, total + 1)) and done == sorted(done)
-    # between the branches of slow blocks (fast path only) the same step is reported again
-    branches = {"realtime": 0, "stream": 0, "photo": 1, "pro": 2}[variant]
+    # inside slow blocks (fast path only), between their large operations, the same step is
+    # reported again: photo after the depthwise conv, the MLP, qkv and SDPA; pro also after
+    # its window attention
+    branches = {"realtime": 0, "stream": 0, "photo": 4, "pro": 5}[variant]
     blocks = total - 2
     assert len(done) == total + (blocks * branches if path == "fast" else 0)
 
@@ -126,7 +128,7 @@ def test_runner_cancel_stops_inside_a_photo_tile():
 
     def interrupt():
         checks.append(1)
-        if len(checks) == 6:  # before the tile, conv_in, block 1, between block 2's branches...
+        if len(checks) == 6:  # before the tile, conv_in, then inside block 1
             raise _Cancelled()
 
     with pytest.raises(_Cancelled):

@@ -43,6 +43,7 @@ def _small(arch, variant="realtime"):
 PROFILE = ec.Profile(min_side=32, opt_side=64, max_side=128, min_batch=1, opt_batch=1, max_batch=2)
 
 
+@pytest.mark.tensorrt
 @needs_trt
 def test_strongly_typed_flag_is_computed():
     import tensorrt as trt
@@ -50,6 +51,7 @@ def test_strongly_typed_flag_is_computed():
     assert build.strongly_typed_flag(trt) == 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
 
 
+@pytest.mark.tensorrt
 @needs_trt
 @pytest.mark.parametrize("precision,tol", [("fp32", 1e-3), ("fp16", 1e-2)])
 def test_build_and_run_matches_torch(arch, tmp_path, precision, tol):
@@ -76,6 +78,7 @@ def test_build_and_run_matches_torch(arch, tmp_path, precision, tol):
         engine(natural_image(16, 16, seed=2))
 
 
+@pytest.mark.tensorrt
 @needs_trt
 def test_tiled_runner_stays_inside_profile(arch, tmp_path):
     tiling = submodule("engines.tiling.runner")
@@ -89,6 +92,7 @@ def test_tiled_runner_stays_inside_profile(arch, tmp_path):
     assert max_abs(out, whole) <= 1e-3
 
 
+@pytest.mark.tensorrt
 @needs_trt
 def test_build_cancel(arch, tmp_path):
     model = _small(arch)
@@ -98,6 +102,7 @@ def test_build_cancel(arch, tmp_path):
                                       cancel=lambda: True)
 
 
+@pytest.mark.tensorrt
 @needs_trt
 def test_build_failure_reports_tensorrt_log(arch):
     with pytest.raises(build.BuildFailed) as info:

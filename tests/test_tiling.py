@@ -84,6 +84,7 @@ def test_too_small_halo_is_detected(realtime):
     assert max_abs(out, _whole(realtime, image)) > 1e-4
 
 
+@pytest.mark.slow  # 13 s (photo) and 32 s (pro) of CPU time: the heaviest cases of the suite
 @pytest.mark.parametrize("variant", ["photo", "pro"])
 def test_attention_variants_meet_psnr_floor(variant):
     engine = _engine(variant)
@@ -222,21 +223,19 @@ def test_auto_tile_size_follows_free_memory(realtime):
     assert max_abs(out, _whole(realtime, image)) <= 1e-5
 
 
-def test_cpu_auto_tiles_keep_calls_allocator_sized(realtime):
-    """On the CPU the auto tile of a local network keeps one call within the allocator budget
-    whatever the free memory (these tiles are exact); attention variants and GPUs keep large
-    tiles. docs/tiling.md has the speed measurements behind this."""
+def test_cpu_auto_tiles_never_smaller_than_cores(realtime):
+    """On the CPU the auto tile of a local network is the allocator-budget size, but never
+    below ComfyUI core's 512 px tile (small calls lose under load; benchmarks/core_compare.py);
+    for a batch per call, the call holds at least one such tile's pixels. Attention variants
+    and GPUs keep large tiles, also on a 16 GB machine. docs/benchmarks.md has the numbers."""
     plenty = lambda: 64 << 30  # noqa: E731
     stream = _engine("stream")
     for engine in (realtime, stream):
-        tile, halo, _ = sizing.tile_layout(engine.info, 2048, 2048, free_memory=plenty)
-        per_px = sizing.cpu_call_bytes_per_lr_pixel(engine.variant, engine.scale)
-        assert (tile + 2 * halo) ** 2 * per_px <= sizing.CPU_CALL_BUDGET
-        assert (tile + 2 * halo + 2 * ALIGN) ** 2 * per_px > sizing.CPU_CALL_BUDGET  # not needlessly small
-    assert sizing.tile_layout(stream.info, 2048, 2048, free_memory=plenty)[0] < sizing.tile_layout(
-        realtime.info, 2048, 2048, free_memory=plenty)[0]
+        assert sizing.tile_layout(engine.info, 2048, 2048, free_memory=plenty)[0] == 512
+        assert sizing.auto_tile_size(engine.info, 4, 64 << 30) == 256
     photo = _engine("photo")
     assert sizing.tile_layout(photo.info, 1024, 1024, free_memory=plenty)[0] == 1024
+    assert sizing.tile_layout(photo.info, 2048, 2048, free_memory=lambda: 16 << 30)[0] == 1024
     gpu_like = contract.EngineInfo(device=torch.device("cuda"), dtype=torch.float16, variant="realtime", scale=2,
                                    window=1, exact_halo=7)
     assert sizing.tile_layout(gpu_like, 2048, 2048, free_memory=plenty)[0] == 2048

@@ -13,6 +13,7 @@ from packlib import load_reference, max_abs, natural_image, reference_case_for, 
 
 te = submodule("engines.backends.torch_engine")
 base = submodule("engines.runtime.contract")
+devices = submodule("engines.runtime.devices")
 
 CUDA = torch.cuda.is_available()
 needs_cuda = pytest.mark.skipif(not CUDA, reason="no CUDA GPU on this machine")
@@ -102,14 +103,15 @@ def test_fp16_without_overflow_keeps_fp16(variant):
 
 
 def test_is_out_of_memory():
-    assert te.is_out_of_memory(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"))
-    assert te.is_out_of_memory(RuntimeError("CUDA error: out of memory"))
-    assert te.is_out_of_memory(RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory"))
-    assert te.is_out_of_memory(MemoryError())
-    assert not te.is_out_of_memory(RuntimeError("Given groups=1, weight of size [16, 3, 3, 3]"))
-    assert not te.is_out_of_memory(KeyboardInterrupt())
+    assert devices.is_out_of_memory(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"))
+    assert devices.is_out_of_memory(RuntimeError("CUDA error: out of memory"))
+    assert devices.is_out_of_memory(RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory"))
+    assert devices.is_out_of_memory(MemoryError())
+    assert not devices.is_out_of_memory(RuntimeError("Given groups=1, weight of size [16, 3, 3, 3]"))
+    assert not devices.is_out_of_memory(KeyboardInterrupt())
 
 
+@pytest.mark.gpu
 @needs_cuda
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_cuda_auto_is_fp16_and_matches_fp32(variant):

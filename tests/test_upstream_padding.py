@@ -178,3 +178,20 @@ def test_sides_reflect_can_pad_match_upstream_and_smaller_ones_are_refused(arch)
     for h, w in ((8, 20), (20, 3), (1, 1)):
         with pytest.raises(ValueError, match="at least 9"):
             tiling.upscale_image(engine, bhwc(natural_image(h, w)))
+
+
+def test_tensorrt_engine_gets_upstreams_borders(arch, tmp_path):
+    """TensorRT (GPU only): the runner pads before the engine, so the profile sees 16-aligned
+    boxes and the result is upstream's within fp32 TensorRT's tolerance."""
+    build = submodule("engines.backends.tensorrt_build")
+    reason = build.unavailable_reason()
+    if reason is not None:
+        pytest.skip(f"TensorRT not testable here: {reason}")
+    trt_engine = submodule("engines.backends.tensorrt_engine")
+    model = small_model(arch, "photo")
+    ec = submodule("engines.backends.engine_cache")
+    profile = ec.Profile(min_side=32, opt_side=64, max_side=128, min_batch=1, opt_batch=1, max_batch=2)
+    engine = trt_engine.load_or_build(model, precision="fp32", profile=profile, models_dir=tmp_path)
+    x = natural_image(45, 51, seed=8)
+    expected = upstream_result(model, x)
+    assert max_abs(tiling.upscale_image(engine, bhwc(x)), expected) <= 1e-3

@@ -145,10 +145,10 @@ class OnnxRuntimeEngine(InfoAttributes):
         return f"OnnxRuntimeEngine({self.variant} x{self.scale}, {self.precision}, {kind}, {self.providers[0]})"
 
 
-def providers_for(device: str) -> list:
+def providers_for(device: str | torch.device) -> list:
     """ONNX Runtime providers for a device choice: "cpu" = the CPU provider only; "cuda" /
     "cuda:N" = CUDA (that GPU), falling back to the CPU; "auto" = the best one installed."""
-    choice = (device or "auto").strip().lower()
+    choice = str(device or "auto").strip().lower()
     if choice == "auto":
         return default_providers()
     target = torch.device(choice)
@@ -161,7 +161,7 @@ def providers_for(device: str) -> list:
     raise ValueError(f"device {device!r} is not available with ONNX Runtime; use auto, cpu or cuda[:N]")
 
 
-def create_engine(model: torch.nn.Module, *, device: str = "auto", precision: str = "auto",
+def create_engine(model: torch.nn.Module, *, device: str | torch.device = "auto", precision: str = "auto",
                   video: bool = False) -> OnnxRuntimeEngine:
     """The registry's entry (registry.make_engine): ``model`` exported and run in a session."""
     providers = providers_for(device)

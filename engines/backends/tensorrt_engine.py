@@ -209,12 +209,12 @@ def load_or_build(model: torch.nn.Module, *, precision: str = "fp16", profile: P
     return TensorRTEngine(entry.data, model=model, precision=precision, video=video)
 
 
-def create_engine(model: torch.nn.Module, *, device: str = "auto", precision: str = "auto",
+def create_engine(model: torch.nn.Module, *, device: str | torch.device = "auto", precision: str = "auto",
                   video: bool = False, models_dir: str | Path | None = None, profile: Profile | None = None,
                   progress: Callable[[int, int], None] | None = None) -> TensorRTEngine:
     """The registry's entry (registry.make_engine): the cached engine, built on first use, on
     the current CUDA device ("auto" / "cuda"); ``models_dir`` defaults to the CLI's models folder."""
-    choice = (device or "auto").strip().lower()
+    choice = str(device or "auto").strip().lower()
     if choice not in ("auto", "cuda") and not choice.startswith("cuda:"):
         raise ValueError(f"TensorRT runs on CUDA GPUs only, not on {device!r}")
     if choice.startswith("cuda:"):

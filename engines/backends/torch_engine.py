@@ -95,7 +95,7 @@ class TorchEngine(InfoAttributes):
         return f"TorchEngine({self.variant} x{self.scale}, {self.device}, {self.precision})"
 
 
-def create_engine(model: torch.nn.Module, *, device: str = "auto", precision: str = "auto",
+def create_engine(model: torch.nn.Module, *, device: str | torch.device = "auto", precision: str = "auto",
                   video: bool = False) -> TorchEngine:
     """The registry's entry (registry.make_engine): every torch engine can decode video."""
     return TorchEngine(model, device, precision)

@@ -93,12 +93,15 @@ class Engine(Protocol):
 
         ``on_step(done, info.steps_per_call)``, when given, runs between stages of the pass
         (cancel: it may raise; progress); engines without stages may ignore it."""
+        ...
 
     def encode(self, lr: torch.Tensor) -> torch.Tensor:
         """conv_in features (B, C, h, w): the only part inside the video recurrence."""
+        ...
 
     def decode(self, lr: torch.Tensor, feat: torch.Tensor) -> torch.Tensor:
         """The network with ``feat`` in place of conv_in's output -> (B, 3, s*h, s*w) float32."""
+        ...
 
 
 class InfoAttributes:

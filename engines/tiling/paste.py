@@ -40,10 +40,12 @@ def crop_context(x_bchw: torch.Tensor, tile: Tile) -> torch.Tensor:
 def paste_interior(out_bhwc: torch.Tensor, hr_bchw: torch.Tensor, tile: Tile, scale: int,
                    batch_slice: slice = slice(None)) -> None:
     """Write the interior of an engine output (for ``tile``'s context box) into ``out_bhwc``
-    (channels 0..2), clamped to 0..1, moved to the output's device."""
+    (channels 0..2), clamped to 0..1, moved to the output's device. Rows and columns beyond
+    ``out_bhwc`` (a window-padded image's padding, see window_pad.py) are dropped."""
     s = scale
     oy, ox = tile.offset[0] * s, tile.offset[1] * s
-    h, w = (tile.y1 - tile.y0) * s, (tile.x1 - tile.x0) * s
+    h = min((tile.y1 - tile.y0) * s, out_bhwc.shape[1] - tile.y0 * s)
+    w = min((tile.x1 - tile.x0) * s, out_bhwc.shape[2] - tile.x0 * s)
     interior = hr_bchw[:, :3, oy:oy + h, ox:ox + w].permute(0, 2, 3, 1)
     target = out_bhwc[batch_slice, tile.y0 * s:tile.y1 * s, tile.x0 * s:tile.x1 * s, :3]
     if interior.device == target.device and interior.dtype == target.dtype:
@@ -63,7 +65,8 @@ def paste_alpha(out_bhwc: torch.Tensor, alpha_bhw: torch.Tensor, tile: Tile, sca
                 batch_slice: slice = slice(None)) -> None:
     """Bicubic-upscale the tile's alpha (with its own 2 px margin, so tiles match a
     whole-image bicubic) into channel 3 of ``out_bhwc``; bicubic keeps flat alpha exactly
-    flat. ``alpha_bhw`` (B, H, W) is the input's alpha, batch-aligned with ``out_bhwc``."""
+    flat. ``alpha_bhw`` (B, H, W) is the input's alpha, batch-aligned with ``out_bhwc``; tiles
+    planned on a window-padded image are clipped to it (slicing stops at its border)."""
     h, w = alpha_bhw.shape[-2:]
     ay0, ay1 = max(0, tile.y0 - ALPHA_MARGIN), min(h, tile.y1 + ALPHA_MARGIN)
     ax0, ax1 = max(0, tile.x0 - ALPHA_MARGIN), min(w, tile.x1 + ALPHA_MARGIN)

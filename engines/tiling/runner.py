@@ -16,10 +16,13 @@ from collections.abc import Callable
 import torch
 
 from ..runtime.backoff import OutOfMemoryBackoff
+from ..runtime.checks import check_images, check_output
 from ..runtime.memory import free_memory_bytes
 from .paste import as_rgb_bchw, crop_context, paste_alpha, paste_interior
 from .plan import plan_engine_tiles
+from .output_size import resize_into
 from .sizing import MIN_TILE, auto_batch_chunk, tile_layout
+from .window_pad import check_size, pad_bchw, pad_multiple, padded_size
 
 # Progress inside a tile is sent at most this often: each report is a websocket message in
 # ComfyUI, and a fast variant passes its stages in milliseconds.
@@ -30,7 +33,8 @@ def upscale_image(engine, image: torch.Tensor, *, tile_size: int = 0, halo: int 
                   progress: Callable[[int, int], None] | None = None,
                   check_interrupt: Callable[[], None] | None = None,
                   free_memory: Callable[[], int] | None = None,
-                  batch_chunk: int = 0, min_tile: int = MIN_TILE, wrap: int | None = None) -> torch.Tensor:
+                  batch_chunk: int = 0, min_tile: int = MIN_TILE, wrap: int | None = None,
+                  output_size: tuple[int, int] | None = None) -> torch.Tensor:
     """Upscale ``image`` (B, H, W, C) float in 0..1, C = 1, 3 or 4, tile by tile.
 
     Returns (B, sH, sW, C') float32 on the CPU clamped to 0..1, with C' = 4 for RGBA (alpha
@@ -44,25 +48,31 @@ def upscale_image(engine, image: torch.Tensor, *, tile_size: int = 0, halo: int 
     every PROGRESS_INTERVAL_S, and after each tile. ``check_interrupt()`` runs before every tile
     and between the engine's stages inside it (torch: every body block, so a slow tile stops
     within a block); its exception propagates unchanged.
+    ``output_size`` (out_h, out_w): each batch chunk is resized to it as soon as it is done
+    (output_size.py), so only one chunk at the model's size exists at a time.
+    photo / pro: each chunk is reflect-padded to a multiple of 16 first, as upstream's inference
+    does (window_pad.py); tiles are planned on the padded size and pasted back cropped.
+    Bad input: ValueError; NaN/Inf in an engine's output: checks.NonFiniteOutputError.
     """
-    if image.dim() != 4 or image.shape[-1] not in (1, 3, 4):
-        raise ValueError(f"image must be (B, H, W, C) with C = 1, 3 or 4, got {tuple(image.shape)}")
+    check_images(image)
     batch, height, width, channels = image.shape
-    if batch == 0:
-        raise ValueError("image batch is empty")
     info = engine.info
+    check_size(info, height, width)
+    multiple = pad_multiple(info)
+    plan_h, plan_w = padded_size(height, multiple), padded_size(width, multiple)
     scale = int(info.scale)
     # Read free memory at most once: the tile and the batch chunk are planned from one figure.
     free_memory = functools.cache(free_memory or functools.partial(free_memory_bytes, info.device))
-    tile, halo, wrap = tile_layout(info, height, width, tile_size, halo, free_memory, wrap=wrap)
+    tile, halo, wrap = tile_layout(info, plan_h, plan_w, tile_size, halo, free_memory, wrap=wrap)
     if batch_chunk <= 0:
-        batch_chunk = auto_batch_chunk(info, batch, height, width, tile, halo, free_memory)
+        batch_chunk = auto_batch_chunk(info, batch, plan_h, plan_w, tile, halo, free_memory)
     sizes = OutOfMemoryBackoff(info.device, tile, batch_chunk, min_tile=min_tile, unit="image")
 
-    out = torch.empty(batch, height * scale, width * scale, 4 if channels == 4 else 3, dtype=torch.float32)
-    run = _ImageRun(engine, image, out, progress, check_interrupt)
+    out_h, out_w = output_size or (height * scale, width * scale)
+    out = torch.empty(batch, out_h, out_w, 4 if channels == 4 else 3, dtype=torch.float32)
+    run = _ImageRun(engine, image, out, progress, check_interrupt, multiple, output_size is not None)
     while run.start < batch:  # once, plus once per out-of-memory shrink
-        tiles = plan_engine_tiles(info, height, width, sizes.tile, halo, wrap)
+        tiles = plan_engine_tiles(info, plan_h, plan_w, sizes.tile, halo, wrap)
         run.total = run.done + len(tiles) * math.ceil((batch - run.start) / sizes.per_call)
         run.report()
         sizes.attempt(run.chunks, tiles, sizes.per_call)
@@ -75,9 +85,13 @@ class _ImageRun:
     Progress is reported in engine stages: ``steps`` per tile, ``sub`` of them in the running one."""
 
     def __init__(self, engine, image: torch.Tensor, out: torch.Tensor,
-                 progress: Callable[[int, int], None] | None, check_interrupt: Callable[[], None] | None):
+                 progress: Callable[[int, int], None] | None, check_interrupt: Callable[[], None] | None,
+                 pad_multiple: int = 1, resize: bool = False):
         self.engine, self.out = engine, out
         self.scale = int(engine.info.scale)
+        self.pad_multiple = pad_multiple
+        # resize: chunks are assembled at the model's size in a buffer, then resized into out
+        self.native_shape = (image.shape[1] * self.scale, image.shape[2] * self.scale, out.shape[-1]) if resize else None
         self.x = as_rgb_bchw(image)
         self.alpha = image[..., 3] if image.shape[-1] == 4 else None
         self.progress, self.check_interrupt = progress, check_interrupt
@@ -94,10 +108,17 @@ class _ImageRun:
         """Upscale the images from ``start`` on, ``per_call`` at a time, tile by tile."""
         while self.start < self.out.shape[0]:
             rows = slice(self.start, min(self.out.shape[0], self.start + per_call))
+            x = pad_bchw(self.x[rows], self.pad_multiple)  # once per chunk, not per tile
+            dest = self.out[rows] if self.native_shape is None else torch.empty(
+                (rows.stop - rows.start, *self.native_shape), dtype=torch.float32)
+            alpha = None if self.alpha is None else self.alpha[rows]
             for tile in tiles:
                 if self.check_interrupt is not None:
                     self.check_interrupt()
-                self.tile(tile, rows)
+                self.tile(tile, x, dest, alpha)
+            if self.native_shape is not None:
+                resize_into(self.out[rows], dest)
+            del x, dest
             self.start = rows.stop
 
     def report(self) -> None:
@@ -115,16 +136,18 @@ class _ImageRun:
             self.sub = step
             self.report()
 
-    def tile(self, tile, rows: slice) -> None:
+    def tile(self, tile, x: torch.Tensor, dest: torch.Tensor, alpha: torch.Tensor | None) -> None:
+        """One tile of the chunk ``x`` (padded RGB) into ``dest`` (the chunk's output rows)."""
         self.sub = 0
         if self.on_step is None:
-            hr = self.engine(crop_context(self.x[rows], tile))
+            hr = self.engine(crop_context(x, tile))
         else:
-            hr = self.engine(crop_context(self.x[rows], tile), on_step=self.on_step)
-        paste_interior(self.out, hr, tile, self.scale, rows)
+            hr = self.engine(crop_context(x, tile), on_step=self.on_step)
+        check_output(hr, self.engine.info)
+        paste_interior(dest, hr, tile, self.scale)
         del hr
-        if self.alpha is not None:
-            paste_alpha(self.out, self.alpha, tile, self.scale, rows)
+        if alpha is not None:
+            paste_alpha(dest, alpha, tile, self.scale)
         self.done += 1
         self.sub = 0
         self.report()

@@ -22,15 +22,25 @@ logger = logging.getLogger("ParagonSR2")
 MIN_TILE = 32  # LR px: smallest auto tile, and the out-of-memory back-off floor
 # Default halo of the attention variants, in LR px (a multiple of ALIGN); measured, see docs.
 ATTENTION_HALO = {"photo": 32, "pro": 32}
-_MAX_AUTO_TILE = {"cpu": 1024}  # keep cancel/progress responsive on slow devices
+# CPU: cancel and progress act between network stages (one photo block branch on a 1088 px
+# context is ~2.5 s on a 2-core EPYC), so this only bounds how long a tile's stage takes.
+_MAX_AUTO_TILE = {"cpu": 1024}
+# CPU auto tiles of the local networks are never smaller than ComfyUI core's fixed 512 px tile:
+# smaller, allocator-budget tiles (CPU_CALL_BUDGET) won on an idle 2-core EPYC but lost to
+# core's 512 px tiles as soon as other processes shared the cores (realtime x2 1024x768, load
+# ~18: 3.4 CPU-s in 368 px tiles, 2.1 at 512, 1.8 at 768, 1.6 at 1024; stream in the issue:
+# 16-21 s vs 11.3 s at 512). At equal tiles ours runs fewer pixels than core (no overlap for
+# realtime beyond its 7 px halo) and no feather blend. benchmarks/core_compare.py measures it.
+_CPU_MIN_AUTO_TILE = 512
 _MAX_AUTO_TILE_DEFAULT = 2048
 _MEMORY_FRACTION = 0.6  # of the free memory a tile may plan to use (allocator slack, fragmentation)
 
 # -- memory a tile needs ---------------------------------------------------------------------
 # Planning figure, bytes per LR pixel of one image in float32. Measured peak RSS growth of one
-# CPU forward pass (384x384 LR, the larger of x2/x4; `python benchmarks/tiling.py --memory`): realtime 0.9 KB, stream 2.2 KB, photo 2.8 KB,
-# pro 3.5 KB. The table keeps a ~3-4x margin for GPU allocator fragmentation, cuDNN workspaces
-# and attention kernels that materialise the 256x256 window scores. Low precision halves it.
+# CPU forward pass (384x384 LR, the larger of x2/x4; `python benchmarks/tiling.py --memory`):
+# realtime 0.9 KB, stream 2.2 KB, photo 2.8 KB, pro 3.5 KB. The table keeps a ~3-4x margin for
+# GPU allocator fragmentation, cuDNN workspaces and attention kernels that materialise the
+# 256x256 window scores. Low precision halves it.
 _FP32_BYTES_PER_LR_PIXEL = {
     "realtime": 3_000,
     "stream": 6_000,
@@ -79,7 +89,18 @@ def cpu_call_bytes_per_lr_pixel(variant: str | None, scale: int, dtype: torch.dt
     return per_px // 2 if dtype in (torch.float16, torch.bfloat16) else per_px
 
 
+# CPU (malloc) planning figure for the attention variants: twice the measured peak RSS growth
+# above (photo 2.8 KB, pro 3.5 KB). The GPU table's margin would cut a photo tile on a 16 GB
+# machine to ~900 px, i.e. 3x3 tiles instead of 2x2 on 2048 px images (~7% more pixels run,
+# slower than core's 512 px tiles; benchmarks/core_compare.py).
+_CPU_FP32_BYTES_PER_LR_PIXEL = {"photo": 6_000, "pro": 7_000}
+
+
 def _tile_bytes_per_lr_pixel(info: EngineInfo) -> int:
+    cpu = _CPU_FP32_BYTES_PER_LR_PIXEL.get(info.variant or "") if info.allocator == ALLOCATOR_MALLOC else None
+    if cpu is not None:
+        per_px = cpu * int(info.scale) ** 2 // 16 if int(info.scale) > 4 else cpu
+        return per_px // 2 if info.dtype in (torch.float16, torch.bfloat16) else per_px
     return bytes_per_lr_pixel(info.variant, info.dtype, int(info.scale))
 
 
@@ -91,7 +112,7 @@ def default_halo(info: EngineInfo) -> int:
     step = max(window, multiple)
     if info.exact_halo is not None:
         return round_up(int(info.exact_halo), step)
-    halo = ATTENTION_HALO.get(info.variant, max(ATTENTION_HALO.values()))
+    halo = ATTENTION_HALO.get(info.variant or "", max(ATTENTION_HALO.values()))
     return round_up(halo, max(step, ALIGN))
 
 
@@ -132,14 +153,16 @@ def _cpu_call_bytes(info: EngineInfo) -> int | None:
 
 def _cpu_tile_cap(info: EngineInfo, batch: int, halo: int) -> int | None:
     """Largest tile whose call for ``batch`` images stays within CPU_CALL_BUDGET, so the
-    allocator reuses memory instead of page-faulting it (exact: these networks are local).
-    2-core EPYC, fp32: stream x2 512x512 1.02 s whole vs 0.33 s in 176 px tiles; realtime x2
-    1024x1024 0.56 s vs 0.21 s in 368 px tiles (python benchmarks/tiling.py, overhead part)."""
+    allocator reuses memory instead of page-faulting it (exact: these networks are local), but
+    no call smaller than one _CPU_MIN_AUTO_TILE tile (see there: small calls lose under load).
+    Idle 2-core EPYC, fp32: stream x2 512x512 1.02 s whole vs 0.33 s in 176 px tiles; realtime
+    x2 1024x1024 0.56 s vs 0.21 s in 368 px tiles (python benchmarks/tiling.py, overhead part)."""
     per_px = _cpu_call_bytes(info)
     if per_px is None:
         return None
     side = int(math.sqrt(CPU_CALL_BUDGET / (per_px * max(1, batch)))) - 2 * halo
-    return max(MIN_TILE, side // ALIGN * ALIGN)
+    floor = int(_CPU_MIN_AUTO_TILE / math.sqrt(max(1, batch))) // ALIGN * ALIGN
+    return max(MIN_TILE, floor, side // ALIGN * ALIGN)
 
 
 def tile_layout(info: EngineInfo, height: int, width: int, tile_size: int = 0, halo: int | None = None,

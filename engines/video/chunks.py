@@ -165,6 +165,8 @@ def state_at_frame(frames: torch.Tensor, *, temporal_strength: float,
             blended = temporal.blend_frames(lr, weights, maps, prev_blend)
             prev_thumb = scene_cuts.recent_history(prev_thumb, thumbs)
             prev_blend, prev_frame = blended[-1:].clone(), lr[-1:].clone()
+    # frames is not empty, so the loop ran: the three are tensors (said for the type checker)
+    assert prev_blend is not None and prev_thumb is not None and prev_frame is not None
     seen = previous.frames_seen if previous is not None else 0
     return temporal.TemporalState(signature=(key, height, width), blended=prev_blend, last_thumb=prev_thumb,
                                   last_frame=prev_frame, frames_seen=seen + frames.shape[0])

@@ -34,6 +34,9 @@ from typing import Callable
 import torch
 
 from ..runtime.backoff import OutOfMemoryBackoff
+from ..runtime.checks import check_images, check_output
+from ..tiling.output_size import resize_into
+from ..tiling.window_pad import check_size, pad_bchw, pad_multiple, padded_size
 from ..tiling.paste import as_rgb_bchw, crop_context, paste_alpha, paste_interior
 from ..tiling.plan import plan_engine_tiles
 from ..tiling.sizing import MIN_TILE, cpu_images_per_call, tile_layout
@@ -154,7 +157,8 @@ def upscale_video(engine, frames: torch.Tensor, *, temporal_strength: float = DE
                   halo: int | None = None, state: TemporalState | None = None, model_key: str | None = None,
                   progress: Callable[[int, int], None] | None = None,
                   check_interrupt: Callable[[], None] | None = None,
-                  free_memory: Callable[[], int] | None = None) -> tuple[torch.Tensor, TemporalState]:
+                  free_memory: Callable[[], int] | None = None,
+                  output_size: tuple[int, int] | None = None) -> tuple[torch.Tensor, TemporalState]:
     """Upscale a batch of frames with the temporal recurrence.
 
     frames: (N, H, W, C) float 0..1 (an IMAGE; C = 1, 3 or 4). Returns the upscaled frames
@@ -167,26 +171,34 @@ def upscale_video(engine, frames: torch.Tensor, *, temporal_strength: float = DE
     together (0 = auto, see plan_video). On out-of-memory the frames per call, then the tile,
     are halved (down to sizing.MIN_TILE) before giving up (TileOutOfMemoryError).
     progress(done, total) is called once per chunk x tile; check_interrupt() between them.
+    output_size (out_h, out_w): each chunk is resized to it as soon as it is done.
+    photo / pro: each chunk (after blending) is reflect-padded to a multiple of 16 as upstream
+    does (tiling/window_pad.py); the state stays at the frame size (padding copies pixels, so it
+    commutes with the blend).
     """
-    if frames.ndim != 4 or frames.shape[-1] not in (1, 3, 4):
-        raise ValueError(f"frames must be (N, H, W, C) with C = 1, 3 or 4; got {tuple(frames.shape)}")
+    check_images(frames, "frames")
+    if not engine.info.supports_video:
+        raise ValueError(f"ParagonSR2 video: this engine ({engine.info.variant} x{engine.info.scale}) runs "
+                         "single images only; export / build it as a video graph (video = yes)")
     alpha = float(temporal_strength)
     if not 0.0 <= alpha <= MAX_STRENGTH:
         raise ValueError(f"temporal_strength must be in [0, {MAX_STRENGTH}], got {alpha}")
     n_frames, height, width, channels = frames.shape
-    if n_frames == 0:
-        raise ValueError("no frames to upscale")
+    check_size(engine.info, height, width)
+    multiple = pad_multiple(engine.info)
     key = model_key or _engine_key(engine)
-    tiles, chunk = plan_video(engine, height, width, n_frames, tile_size, frames_per_chunk, halo, free_memory)
+    tiles, chunk = plan_video(engine, padded_size(height, multiple), padded_size(width, multiple), n_frames,
+                              tile_size, frames_per_chunk, halo, free_memory)
 
     previous = state if _state_matches(state, key, height, width) else None
 
     # Allocated outside inference mode, so downstream nodes may modify it in place.
     out_channels = 4 if channels == 4 else 3  # gray comes back as RGB, like the image runner
     scale = int(engine.info.scale)
-    out = torch.empty((n_frames, height * scale, width * scale, out_channels),
-                      dtype=torch.float32)
-    run = _VideoRun(engine, tiles, halo, chunk, progress, check_interrupt)
+    out_h, out_w = output_size or (height * scale, width * scale)
+    out = torch.empty((n_frames, out_h, out_w, out_channels), dtype=torch.float32)
+    native_shape = (height * scale, width * scale, out_channels) if output_size is not None else None
+    run = _VideoRun(engine, tiles, halo, chunk, progress, check_interrupt, multiple, native_shape)
     with torch.inference_mode():
         blended, thumb, last = run.frames(frames, out, previous, alpha, scene_cut_sensitivity,
                                           motion_adaptive, chunk)
@@ -200,8 +212,11 @@ class _VideoRun:
     """The chunk x tile loop of upscale_video, with the runners' out-of-memory back-off
     (runtime/backoff.py): frames per call first, then the tile side."""
 
-    def __init__(self, engine, tiles, halo, decode_batch, progress, check_interrupt):
+    def __init__(self, engine, tiles, halo, decode_batch, progress, check_interrupt, pad_multiple=1,
+                 native_shape=None):
         self.engine, self.tiles, self.halo = engine, tiles, halo
+        self.pad_multiple = pad_multiple
+        self.native_shape = native_shape  # set: chunks are made at this size, then resized into out
         self.scale = int(engine.info.scale)
         self.sizes = OutOfMemoryBackoff(engine.info.device, self._tile_side(), decode_batch,
                                         min_tile=MIN_TILE, unit="frame", label="ParagonSR2 video")
@@ -239,10 +254,17 @@ class _VideoRun:
         """Upscale one chunk tile by tile, redone after an out-of-memory shrink; a smaller tile
         re-plans the grid (the state is per frame, not per tile). ``chunks_left`` (this one
         included) keeps the progress total right after a re-plan."""
+        padded = pad_bchw(lr, self.pad_multiple)
+        blended = padded if blended is lr else pad_bchw(blended, self.pad_multiple)
+        lr, n = padded, lr.shape[0]
+        dest = out[start:start + n] if self.native_shape is None else torch.empty(
+            (n, *self.native_shape), dtype=torch.float32)
         while True:
             side = self.sizes.tile
-            finished, _ = self.sizes.attempt(self._tiles, lr, blended, out, start)
+            finished, _ = self.sizes.attempt(self._tiles, lr, blended, dest, start)
             if finished:
+                if self.native_shape is not None:
+                    resize_into(out[start:start + n], dest)
                 return
             if self.sizes.tile != side:
                 height, width = lr.shape[-2:]
@@ -250,11 +272,11 @@ class _VideoRun:
                 self.sizes.tile = self._tile_side()
                 self.total = self.done + chunks_left * len(self.tiles)
 
-    def _tiles(self, lr, blended, out, start):
+    def _tiles(self, lr, blended, dest, start):
         for tile in self.tiles:
             if self.check_interrupt is not None:
                 self.check_interrupt()
-            self._tile(lr, blended, out, start, tile)
+            self._tile(lr, blended, dest, start, tile)
             self.done += 1
             if self.progress is not None:
                 self.progress(self.done, self.total)
@@ -262,14 +284,17 @@ class _VideoRun:
     def _tile_side(self) -> int:
         return max(max(t.y1 - t.y0, t.x1 - t.x0) for t in self.tiles)
 
-    def _tile(self, lr, blended, out, start, tile):
+    def _tile(self, lr, blended, dest, start, tile):
+        """One tile of the chunk (``lr``/``blended`` padded) into ``dest``, the chunk's output
+        rows; ``start`` is the chunk's first frame (for its alpha)."""
         engine, n, per_call = self.engine, lr.shape[0], self.sizes.per_call
         x = crop_context(lr, tile)
         xb = x if blended is lr else crop_context(blended, tile)
         for i in range(0, n, per_call):
             j = min(n, i + per_call)
             hr = engine.decode(x[i:j], engine.encode(xb[i:j]))
-            paste_interior(out, hr, tile, self.scale, slice(start + i, start + j))
+            check_output(hr, engine.info)
+            paste_interior(dest, hr, tile, self.scale, slice(i, j))
             del hr
         if self.alpha is not None:
-            paste_alpha(out, self.alpha, tile, self.scale, slice(start, start + n))
+            paste_alpha(dest, self.alpha[start:start + n], tile, self.scale)
