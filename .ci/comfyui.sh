@@ -11,6 +11,7 @@
 #      (imported, not listed), transformers<5 (the 4.x line matches 0.3.64), this pack's
 #      requirements and pytest;
 #   3. run the test with COMFYUI_DIR / COMFYUI_PYTHON pointing at them (one venv for both).
+# About 9 minutes here (2 CPU cores): 7 to build the environment, 2 for the tests.
 # COMFYUI_CI_KEEP=1 keeps the temporary folder (printed) for a rerun by hand.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,6 +48,7 @@ grep -v -E '^(torch|torchvision|torchaudio)([<>=~ ]|$)' "$comfy/requirements.txt
 pip_install -r "$work/comfyui-requirements.txt" requests "transformers<5" -r requirements.txt pytest
 echo "environment ready after $(( $(date +%s) - start )) s"
 
+# test_comfy_integration.py too: this venv has spandrel, so its UPSCALE_MODEL .patcher check runs here.
 COMFYUI_DIR="$comfy" COMFYUI_PYTHON="$venv/bin/python" \
-  "$venv/bin/python" -m pytest -q -p no:cacheprovider -rs tests/test_real_comfyui.py "$@"
+  "$venv/bin/python" -m pytest -q -p no:cacheprovider -rs tests/test_real_comfyui.py tests/test_comfy_integration.py "$@"
 echo "real-ComfyUI test finished in $(( $(date +%s) - start )) s"

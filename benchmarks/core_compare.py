@@ -125,7 +125,8 @@ def compare(variant: str, height: int, width: int, repeats: int, device: str, ti
                             "ours_512": round(_our_pixels(engine, height, width, 512)[0] / (height * width), 3),
                             "core_512_32": round(_core_pixels(height, width) / (height * width), 3)}}
     for name in methods:
-        row[name] = {"wall_s": round(statistics.median(walls[name]), 3), "cpu_s": round(statistics.median(cpus[name]), 3)}
+        row[name] = {"wall_s": round(statistics.median(walls[name]), 3),
+                     "cpu_s": round(statistics.median(cpus[name]), 3)}
     if "core_512_32" in methods:
         row["core_over_auto_wall"] = round(row["core_512_32"]["wall_s"] / row["ours_auto"]["wall_s"], 3)
         row["core_over_auto_cpu"] = round(row["core_512_32"]["cpu_s"] / row["ours_auto"]["cpu_s"], 3)

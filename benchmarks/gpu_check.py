@@ -57,7 +57,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from packlib import natural_image, psnr  # noqa: E402  (tests' image generator: torch only)
-from paragonsr2 import submodule  # noqa: E402  (the launcher imports the pack as ComfyUI does)
+from paragonsr2 import import_pack  # noqa: E402  (the launcher imports the pack as ComfyUI does)
+
+import_pack()  # registers the pack as the package `paragonsr2_pack`; the sections import from it
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_CUDA = 0, 1, 2, 3
 SECTIONS = ("precision", "tiling", "video", "speed")
@@ -101,7 +103,8 @@ def reference_models(reference: Path) -> dict:
     """variant -> (model, io tensors, case) for the first x2 case of every variant."""
     from safetensors.torch import load_file
 
-    arch = submodule("paragonsr2_arch")
+    from paragonsr2_pack import paragonsr2_arch as arch
+
     cases = json.loads((reference / "manifest.json").read_text())["cases"]
     found = {}
     for case in cases:
@@ -179,8 +182,9 @@ def check_precision(models: dict, checks: Checks, args) -> dict:
         x_large = natural_image(*((192, 224) if DEVICE.type == "cuda" else (40, 56)), seed=1)
         row = {"case": case["case"]}
         cpu_small = model(x_small)
-        row["cpu_vs_upstream"] = checks.limit(f"{variant} CPU fp32 vs stored upstream output",
-                                              errors(cpu_small, io["y_batch"])["max_abs"], FP32_LIMIT)
+        row["cpu_vs_upstream"] = checks.limit(
+            f"{variant} CPU fp32 vs stored upstream output", errors(cpu_small, io["y_batch"])["max_abs"], FP32_LIMIT
+        )
         large = f"{x_large.shape[-2]}x{x_large.shape[-1]}"
         cpu = {"xb": cpu_small, large: model(x_large)}
         for name, dtype in DTYPES.items():
@@ -190,17 +194,20 @@ def check_precision(models: dict, checks: Checks, args) -> dict:
                     with tf32(False):
                         out = device_model(x.to(cuda, dtype))
                     err = errors(out, cpu[label])
-                    err["limit"] = checks.limit(f"{variant} {label} {DEVICE.type} fp32 (TF32 off) max", err["max_abs"],
-                                                FP32_LIMIT)
+                    err["limit"] = checks.limit(
+                        f"{variant} {label} {DEVICE.type} fp32 (TF32 off) max", err["max_abs"], FP32_LIMIT
+                    )
                     with tf32(True):
                         err["tf32_on_max_abs"] = errors(device_model(x.to(cuda, dtype)), cpu[label])["max_abs"]
                 else:
                     err = errors(device_model(x.to(cuda, dtype)), cpu[label])
                     max_limit, mean_limit = LOW_PRECISION_LIMITS[name]
-                    err["limit_max"] = checks.limit(f"{variant} {label} {DEVICE.type} {name} max", err["max_abs"],
-                                                    max_limit)
-                    err["limit_mean"] = checks.limit(f"{variant} {label} {DEVICE.type} {name} mean", err["mean_abs"],
-                                                     mean_limit)
+                    err["limit_max"] = checks.limit(
+                        f"{variant} {label} {DEVICE.type} {name} max", err["max_abs"], max_limit
+                    )
+                    err["limit_mean"] = checks.limit(
+                        f"{variant} {label} {DEVICE.type} {name} mean", err["mean_abs"], mean_limit
+                    )
                     if not err["finite"]:
                         checks.failed.append(f"{variant} {label} {DEVICE.type} {name}: non-finite output")
                 row[f"{name}_{label}"] = err
@@ -210,13 +217,16 @@ def check_precision(models: dict, checks: Checks, args) -> dict:
 
 
 def check_tiling(models: dict, checks: Checks, args) -> dict:
-    tiling = submodule("engines.tiling.runner")
-    torch_engine = submodule("engines.backends.torch_engine")
+    from paragonsr2_pack.engines.backends import torch_engine
+    from paragonsr2_pack.engines.tiling import runner as tiling
+
     report = {}
 
     def whole(engine, image):
-        with torch.inference_mode():
-            return engine(image.permute(0, 3, 1, 2).to(engine.info.device)).clamp(0, 1).permute(0, 2, 3, 1).cpu()
+        # One tile covering the image, through the same runner: whatever the runner does to a
+        # whole image (padding to the window grid, alpha, clamping) applies to both sides.
+        side = -(-max(image.shape[1:3]) // 16) * 16
+        return tiling.upscale_image(engine, image, tile_size=side)
 
     with tf32(False):
         for variant, (model, _io, _case) in models.items():
@@ -227,22 +237,25 @@ def check_tiling(models: dict, checks: Checks, args) -> dict:
                 for size, tile in cases:
                     image = bhwc(*size, batch=2)
                     err = errors(tiling.upscale_image(engine, image, tile_size=tile), whole(engine, image))
-                    err["limit"] = checks.limit(f"{variant} {size} tile {tile} fp32 tiled vs whole", err["max_abs"],
-                                                TILED_EXACT)
+                    err["limit"] = checks.limit(
+                        f"{variant} {size} tile {tile} fp32 tiled vs whole", err["max_abs"], TILED_EXACT
+                    )
                     row[f"{size[0]}x{size[1]}_tile{tile}"] = err
             else:
                 image = bhwc(100, 120, seed=3)
                 value = psnr(tiling.upscale_image(engine, image, tile_size=32), whole(engine, image))
-                row["100x120_tile32_psnr_db"] = checks.limit(f"{variant} 100x120 tile 32 fp32 PSNR dB", value,
-                                                             PSNR_FLOOR[variant], above=True)
+                row["100x120_tile32_psnr_db"] = checks.limit(
+                    f"{variant} 100x120 tile 32 fp32 PSNR dB", value, PSNR_FLOOR[variant], above=True
+                )
             del engine
             half = torch_engine.TorchEngine(model, DEVICE, "fp16")
             h, w, tile = (768, 1024, 256) if DEVICE.type == "cuda" else (48, 64, 32)
             image = bhwc(h, w, seed=5)
             out = tiling.upscale_image(half, image, tile_size=tile)
             ref = whole(half, image)
-            row["1024x768_tile256_fp16"] = {**errors(out, ref), "psnr_db": psnr(out, ref)}
-            print(f"  {variant} 1024x768 tile 256 fp16: {row['1024x768_tile256_fp16']}", flush=True)
+            label = f"{w}x{h}_tile{tile}_fp16"
+            row[label] = {**errors(out, ref), "psnr_db": psnr(out, ref)}
+            print(f"  {variant} {label}: {row[label]}", flush=True)
             del half
             report[variant] = row
     return report
@@ -257,32 +270,40 @@ def frame_by_frame(model, frames_bhwc: torch.Tensor, alpha: float) -> torch.Tens
     outs, feat = [], None
     for t in range(x.shape[0]):
         if feat is None:
-            out, feat = model(x[t:t + 1], feature_tap=True)
+            out, feat = model(x[t : t + 1], feature_tap=True)
         else:
-            out, feat = model(x[t:t + 1], feature_tap=True, prev_feat=feat, alpha=alpha)
+            out, feat = model(x[t : t + 1], feature_tap=True, prev_feat=feat, alpha=alpha)
         outs.append(out)
     return torch.cat(outs).clamp(0, 1).permute(0, 2, 3, 1).float().cpu()
 
 
 def clip(h: int, w: int, n: int, shift: int = 2, seed: int = 0) -> torch.Tensor:
     big = natural_image(h, w + shift * n, seed=seed)
-    return torch.cat([big[..., shift * t:shift * t + w] for t in range(n)]).permute(0, 2, 3, 1).contiguous()
+    return torch.cat([big[..., shift * t : shift * t + w] for t in range(n)]).permute(0, 2, 3, 1).contiguous()
 
 
 def check_video(models: dict, checks: Checks, args) -> dict:
-    temporal = submodule("engines.video.temporal")
-    torch_engine = submodule("engines.backends.torch_engine")
+    from paragonsr2_pack.engines.backends import torch_engine
+    from paragonsr2_pack.engines.video import temporal
+
     alpha = 0.2
     report = {}
     with tf32(False):
         for variant, (model, _io, _case) in models.items():
             frames = clip(64, 80, 8)
             engine = torch_engine.TorchEngine(model, DEVICE, "fp32")
-            batched, _state = temporal.upscale_video(engine, frames, temporal_strength=alpha, scene_cut_sensitivity=0,
-                                                     tile_size=512, frames_per_chunk=len(frames))
+            batched, _state = temporal.upscale_video(
+                engine,
+                frames,
+                temporal_strength=alpha,
+                scene_cut_sensitivity=0,
+                tile_size=512,
+                frames_per_chunk=len(frames),
+            )
             err = errors(batched, frame_by_frame(engine.model, frames, alpha))
-            err["limit"] = checks.limit(f"{variant} 8 frames fp32 batched vs frame by frame", err["max_abs"],
-                                        FP32_LIMIT)
+            err["limit"] = checks.limit(
+                f"{variant} 8 frames fp32 batched vs frame by frame", err["max_abs"], FP32_LIMIT
+            )
             report[variant] = {"accuracy_64x80x8": err}
             del engine
     for variant in ("realtime", "stream"):
@@ -291,8 +312,14 @@ def check_video(models: dict, checks: Checks, args) -> dict:
         frames = clip(256, 256, 64) if DEVICE.type == "cuda" else clip(32, 32, 4)
 
         def batched(engine=engine, frames=frames):
-            temporal.upscale_video(engine, frames, temporal_strength=alpha, scene_cut_sensitivity=0, tile_size=512,
-                                   frames_per_chunk=len(frames))
+            temporal.upscale_video(
+                engine,
+                frames,
+                temporal_strength=alpha,
+                scene_cut_sensitivity=0,
+                tile_size=512,
+                frames_per_chunk=len(frames),
+            )
 
         def single(engine=engine, frames=frames):
             frame_by_frame(engine.model, frames, alpha)
@@ -317,7 +344,8 @@ def check_video(models: dict, checks: Checks, args) -> dict:
 
 @torch.inference_mode()
 def check_speed(models: dict, checks: Checks, args) -> dict:
-    arch = submodule("paragonsr2_arch")
+    from paragonsr2_pack import paragonsr2_arch as arch
+
     cuda = DEVICE
     report = {}
     side = args.size
@@ -326,8 +354,11 @@ def check_speed(models: dict, checks: Checks, args) -> dict:
         out_mp = (side * case["scale"]) ** 2 / 1e6
         x32 = natural_image(side, side, seed=2).to(cuda)
         outputs = {}
-        for label, dtype, eager in (("fast_fp16", torch.float16, False), ("eager_fp16", torch.float16, True),
-                                    ("fast_fp32", torch.float32, False)):
+        for label, dtype, eager in (
+            ("fast_fp16", torch.float16, False),
+            ("eager_fp16", torch.float16, True),
+            ("fast_fp32", torch.float32, False),
+        ):
             net = copy.deepcopy(model).to(cuda, dtype)
             x = x32.to(dtype)
 
@@ -342,13 +373,17 @@ def check_speed(models: dict, checks: Checks, args) -> dict:
             timing["peak_vram_mb"] = peak_vram_mb(run)
             outputs[label] = run().float()
             row[label] = timing
-            print(f"  {variant} {side}x{side} {label}: {timing['median_ms']:.2f} ms, {timing['mp_per_s']:.1f} MP/s, "
-                  f"peak {timing['peak_vram_mb']} MiB", flush=True)
+            print(
+                f"  {variant} {side}x{side} {label}: {timing['median_ms']:.2f} ms, {timing['mp_per_s']:.1f} MP/s, "
+                f"peak {timing['peak_vram_mb']} MiB",
+                flush=True,
+            )
             del net
         row["fast_over_eager_fp16"] = row["eager_fp16"]["median_ms"] / row["fast_fp16"]["median_ms"]
         row["fast_vs_eager_fp16_max_abs"] = errors(outputs["fast_fp16"], outputs["eager_fp16"])["max_abs"]
-        row["fast_vs_eager_fp16"] = checks.limit(f"{variant} fast vs eager fp16 max", row["fast_vs_eager_fp16_max_abs"],
-                                                 LOW_PRECISION_LIMITS["fp16"][0])
+        row["fast_vs_eager_fp16"] = checks.limit(
+            f"{variant} fast vs eager fp16 max", row["fast_vs_eager_fp16_max_abs"], LOW_PRECISION_LIMITS["fp16"][0]
+        )
         report[variant] = row
     if DEVICE.type == "cuda":
         torch.cuda.empty_cache()
@@ -369,14 +404,18 @@ def default_json_path() -> Path:
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", type=Path, default=None, help="report path (default $OUT/gpu_check.json)")
-    parser.add_argument("--sections", default=",".join(SECTIONS),
-                        help="comma-separated subset of " + ", ".join(SECTIONS))
+    parser.add_argument(
+        "--sections", default=",".join(SECTIONS), help="comma-separated subset of " + ", ".join(SECTIONS)
+    )
     parser.add_argument("--reference", type=Path, default=ROOT / "tests" / "data" / "reference")
     parser.add_argument("--size", type=int, default=512, help="LR side of the speed section's input")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--require-gpu", action="store_true", help="exit 3 instead of 0 when no CUDA device")
-    parser.add_argument("--cpu-dry-run", action="store_true",
-                        help="run every section on the CPU with tiny sizes (tests the script, not a GPU)")
+    parser.add_argument(
+        "--cpu-dry-run",
+        action="store_true",
+        help="run every section on the CPU with tiny sizes (tests the script, not a GPU)",
+    )
     args = parser.parse_args(argv)
     args.sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     unknown = sorted(set(args.sections) - set(SECTIONS))
@@ -388,12 +427,20 @@ def parse_args(argv):
 
 
 def environment() -> dict:
-    info = {"torch": torch.__version__, "torch_cuda": torch.version.cuda, "cuda": torch.cuda.is_available(),
-            "python": sys.version.split()[0]}
+    info = {
+        "torch": torch.__version__,
+        "torch_cuda": torch.version.cuda,
+        "cuda": torch.cuda.is_available(),
+        "python": sys.version.split()[0],
+    }
     if info["cuda"]:
         props = torch.cuda.get_device_properties(0)
-        info.update(gpu=props.name, compute_capability=f"{props.major}.{props.minor}",
-                    vram_gib=round(props.total_memory / 2**30, 1), cudnn=torch.backends.cudnn.version())
+        info.update(
+            gpu=props.name,
+            compute_capability=f"{props.major}.{props.minor}",
+            vram_gib=round(props.total_memory / 2**30, 1),
+            cudnn=torch.backends.cudnn.version(),
+        )
     return info
 
 
@@ -416,17 +463,21 @@ def main(argv=None) -> int:
         args.size, args.repeats = min(args.size, 32), min(args.repeats, 2)
         report["environment"].update(dry_run="cpu", gpu="CPU dry run (no GPU numbers)")
     elif not report["environment"]["cuda"]:
-        reason = (f"no CUDA device visible to torch {torch.__version__} "
-                  f"({'a CPU-only build' if torch.version.cuda is None else 'CUDA ' + torch.version.cuda + ' build'}); "
-                  "nothing to check")
+        reason = (
+            f"no CUDA device visible to torch {torch.__version__} "
+            f"({'a CPU-only build' if torch.version.cuda is None else 'CUDA ' + torch.version.cuda + ' build'}); "
+            "nothing to check"
+        )
         print(f"gpu_check: {reason}", file=sys.stderr)
         report["skipped"] = reason
         write(path, report)
         return EXIT_NO_CUDA if args.require_gpu else EXIT_OK
 
     started = time.perf_counter()
-    print(f"gpu_check on {report['environment'].get('gpu')} (torch {torch.__version__}, CUDA {torch.version.cuda})",
-          flush=True)
+    print(
+        f"gpu_check on {report['environment'].get('gpu')} (torch {torch.__version__}, CUDA {torch.version.cuda})",
+        flush=True,
+    )
     models = reference_models(args.reference)
     checks = Checks()
     for section in args.sections:

@@ -80,7 +80,8 @@ def main() -> None:
     for case in CASES:
         cmd = [sys.executable, __file__, "--child", case, "--images", str(args.images), "--size",
                str(args.size), "--variant", args.variant, "--scale", str(args.scale)]
-        result = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
+        stdout = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        result = json.loads(stdout.strip().splitlines()[-1])
         shape = "x".join(str(v) for v in result["output"])
         print(f"{case:36} {result['peak_growth_mb']:>13.1f} MB {shape:>18} {result['seconds']:>7.2f}s")
 

@@ -18,6 +18,7 @@ from ..engines.backends import (
     tensorrt_engine,
 )
 from ..engines.backends.engine_cache import Profile, default_models_dir
+from ..engines.runtime.checks import NonFiniteOutputError
 from ..engines.runtime.files import remove_stale_partials
 from ..engines.runtime.options import (
     GRAPH_PRECISIONS,
@@ -275,6 +276,10 @@ def main(argv: list[str] | None = None) -> int:
         return 143
     except OSError as exc:  # a disk filling up, a folder removed mid-run: the OS's words, no class name
         print(f"error: {describe_os_error(exc)}", file=sys.stderr)
+        return 1
+    except NonFiniteOutputError as exc:  # broken weights: name the file (the runners do not know it)
+        model = getattr(args, "model", None)
+        print(f"error: {exc.describe(model.name if model else None)}", file=sys.stderr)
         return 1
     except Exception as exc:  # last resort: a one-line message and a failing exit code
         print(f"error: {exc or 'unexpected failure'} (set PARAGONSR2_DEBUG=1 to see where)", file=sys.stderr)

@@ -73,7 +73,23 @@ def requested(args) -> bool:
                 or getattr(args, "devices", None))
 
 
-def _ray():
+def _address(args) -> str | None:
+    return getattr(args, "ray_address", None) or os.environ.get("RAY_ADDRESS")
+
+
+def _token_mode_for_joining() -> None:
+    """Ray 2.60 sends its token (RAY_AUTH_TOKEN or ~/.ray/auth_token, which `ray start` writes)
+    to an existing cluster only in token mode, and `ray start --head` turns token authentication
+    on by default: without this the join is refused ("missing authorization header"). Ray reads
+    the mode when it is imported, so this runs before."""
+    if "RAY_AUTH_MODE" not in os.environ and (os.environ.get("RAY_AUTH_TOKEN")
+                                              or (Path.home() / ".ray" / "auth_token").is_file()):
+        os.environ["RAY_AUTH_MODE"] = "token"
+
+
+def _ray(joining: bool = False):
+    if joining and "ray" not in sys.modules:
+        _token_mode_for_joining()
     try:
         import ray
     except ImportError:
@@ -114,13 +130,17 @@ def cluster(args):
     """Start (and at the end stop) a private local cluster, or join one. (Ray binds its
     services to the machine's address, not 127.0.0.1: ray.init resolves loopback addresses to
     a reachable one; the dashboard is off and Ray's token authentication is on by default.)"""
-    ray = _ray()
+    address = _address(args)
+    ray = _ray(joining=bool(address))
     devices = _parse_devices(args.devices)
-    address = args.ray_address or os.environ.get("RAY_ADDRESS")
     if args.workers is not None and args.workers < 1:
         raise CliError(f"--workers must be at least 1, got {args.workers}")
     if address:
-        ray.init(address=address, log_to_driver=False, configure_logging=False)
+        try:
+            ray.init(address=address, log_to_driver=False, configure_logging=False)
+        except (ConnectionError, RuntimeError) as exc:
+            raise CliError(f"cannot join the Ray cluster at {address}: {exc} (a cluster with token "
+                           "authentication also needs its token: RAY_AUTH_TOKEN, or ~/.ray/auth_token)") from None
         try:
             total = ray.cluster_resources()
             gpus = int(total.get("GPU", 0)) if devices != ["cpu"] and args.device != "cpu" else 0
@@ -273,7 +293,7 @@ def run(args, kind: str, plan) -> int:
 
     if kind not in ("folder", "video"):
         raise UsageError("--workers/--ray-address split folders and videos; upscale a single image without them")
-    _ray()  # missing Ray is said before anything is loaded or written
+    _ray(joining=bool(_address(args)))  # missing Ray is said before anything is loaded or written
     scale = app.load_model(args.model, args.sharpness).scale  # on the CPU: the driver only needs the scale
     dst = args.output or jobs.default_target(args.input, kind, scale)
     if kind == "folder":

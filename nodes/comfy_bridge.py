@@ -143,16 +143,19 @@ def torch_device() -> torch.device:
     return pick_device("auto")
 
 
-def model_patcher(module: torch.nn.Module, load_device: torch.device | None = None):
-    """A ComfyUI model patcher around ``module``, made the way core's Load Upscale Model makes
-    one: CoreModelPatcher where this ComfyUI has it (newer cores), else ModelPatcher; loaded to
-    ``load_device`` (default ComfyUI's torch device), offloaded to ComfyUI's offload device.
-    None outside ComfyUI."""
+def model_patcher(module: torch.nn.Module, load_device: torch.device | None = None, *, like_core: bool = False):
+    """A ComfyUI model patcher around ``module``, loaded to ``load_device`` (default ComfyUI's
+    torch device) and offloaded to ComfyUI's offload device; None outside ComfyUI.
+
+    ``like_core``: made the way core's Load Upscale Model makes one, CoreModelPatcher where this
+    ComfyUI has it (newer cores; with dynamic VRAM it is ModelPatcherDynamic, which leaves plain
+    torch layers on the offload device, so core nodes call ``.to(device)`` after loading), else
+    ModelPatcher. Our own engines use the classic ModelPatcher, whose full load moves the module."""
     if not IN_COMFYUI:
         return None
     import comfy.model_patcher as patchers
 
-    patcher_class = getattr(patchers, "CoreModelPatcher", None) or patchers.ModelPatcher
+    patcher_class = (like_core and getattr(patchers, "CoreModelPatcher", None)) or patchers.ModelPatcher
     comfy_device = _mm.get_torch_device()
     load_device = torch.device(load_device) if load_device is not None else comfy_device
     # ComfyUI's offload device belongs to its own device (with --highvram it is that GPU);

@@ -8,8 +8,15 @@ from ..engines.runtime.options import SHARPNESS_AUTO
 from . import comfy_bridge as bridge
 from . import managed
 from .inputs import MODEL_FACTOR, checked_request, naming_model_on_failure, output_size_inputs
-from .shared import (CATEGORY, PRECISIONS, SHARPNESS_CHOICES, device_choices, engine_for, load_model_handle,
-                     validate_device)
+from .shared import (
+    CATEGORY,
+    PRECISIONS,
+    SHARPNESS_CHOICES,
+    device_choices,
+    engine_for,
+    load_model_handle,
+    validate_device,
+)
 
 
 class ParagonSR2Loader:
@@ -64,7 +71,8 @@ class ParagonSR2Loader:
 class ParagonSR2Upscale:
     DESCRIPTION = ("Upscales images with a ParagonSR2 model, tile by tile so any size fits in "
                    "memory. realtime/stream tiles are seamless (identical to one whole pass); "
-                   "photo/pro use wide overlaps. RGBA keeps its alpha (upscaled smoothly); grayscale comes back as RGB.")
+                   "photo/pro use wide overlaps and upstream's border padding. RGBA keeps its alpha "
+                   "(upscaled smoothly); grayscale comes back as RGB.")
     CATEGORY = CATEGORY
     SEARCH_ALIASES = (
         "upscale", "upscaler", "super resolution", "super-resolution", "sr", "superres", "enlarge image", "paragonsr2",
@@ -83,8 +91,9 @@ class ParagonSR2Upscale:
                 "tile_size": ("INT", {
                     "default": 0, "min": 0, "max": 8192, "step": 16,
                     "tooltip": "Tile side in input pixels (multiple of 16). 0 = auto: as large as "
-                               "free memory allows (on the CPU 512 to 1024 px: never smaller than core's "
-                               "tiles), halved automatically on out-of-memory. Cancel and the progress "
+                               "free memory allows (on the CPU at most 1024 px; realtime/stream smaller, exact "
+                               "tiles on an idle machine, never below core's 512 px when the cores are "
+                               "busy), halved automatically on out-of-memory. Cancel and the progress "
                                "bar act inside tiles, so large tiles stay responsive."}),
             },
             "optional": {

@@ -47,6 +47,10 @@ class ManagedTorchEngine(TorchEngine):
         of working memory to spare; call before every run, since ComfyUI may have unloaded them."""
         self._memory_required = int(memory_required)
         bridge.load_models(self.patchers, self._memory_required)
+        for patcher in self.patchers:  # a manager that left weights elsewhere: move them, as core's node does
+            weight = next(patcher.model.parameters(), None)
+            if weight is not None and weight.device != patcher.load_device:
+                patcher.model.to(patcher.load_device)
 
     @property
     def weight_bytes(self) -> int:

@@ -74,7 +74,7 @@ def _upscale_model_output(model: torch.nn.Module):
     # Current core nodes load an UPSCALE_MODEL through ComfyUI's model manager
     # (descriptor.patcher.load_device, load_models_gpu([descriptor.patcher])), as core's own
     # loader prepares it; 0.3.64's core node ignores the attribute.
-    patcher = bridge.model_patcher(descriptor.model)
+    patcher = bridge.model_patcher(descriptor.model, like_core=True)
     if patcher is not None:
         descriptor.patcher = patcher
     return descriptor

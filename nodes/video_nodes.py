@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..engines.video import chunks, scene_cuts, temporal
 from ..engines.runtime.contract import ModelHandle
+from ..engines.video import chunks, scene_cuts, temporal
 from . import comfy_bridge as bridge
 from . import managed
 from . import meta_batch as meta_batch_states

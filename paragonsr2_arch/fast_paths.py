@@ -224,7 +224,7 @@ def _sdpa_in_chunks(q, k, v, between):
     """scaled_dot_product_attention over groups of windows, ``between()`` after each group.
     Windows are independent batch entries, so every value is the one of a single call (the
     staged-forward test checks this bit for bit); the result has the single call's layout."""
-    n, heads, tokens, d = q.shape
+    n, heads, tokens, _ = q.shape
     out = q.new_empty(n, tokens, heads, v.shape[-1]).transpose(1, 2)
     step = max(1, -(-n // SDPA_CHUNKS))
     for i in range(0, n, step):
@@ -260,10 +260,8 @@ def _attention(owner, x, norm, attn, gamma, between=_no_op):
     win = qkv.view(-1, ws * ws, 3, heads, c // heads)
     q, k, v = (t.transpose(1, 2) for t in win.unbind(2))
     between()
-    if between is _no_op:
-        o = F.scaled_dot_product_attention(q, k, v)  # (Bw, heads, N, d), memory (Bw, N, heads, d)
-    else:
-        o = _sdpa_in_chunks(q, k, v, between)
+    # (Bw, heads, N, d), memory (Bw, N, heads, d)
+    o = F.scaled_dot_product_attention(q, k, v) if between is _no_op else _sdpa_in_chunks(q, k, v, between)
     between()
     o = o.transpose(1, 2).reshape(-1, c).index_select(0, scatter)
     return _unflat(F.linear(o, wo, bo).add_(_flat(x)), b, h, w)

@@ -17,11 +17,27 @@ if [ "$workers" != "0" ] && "$py" -c "import xdist" >/dev/null 2>&1; then
   parallel=(-n "$workers")
 fi
 
+# The tests start servers (a local Ray cluster, subprocesses) that must talk over loopback only.
+# Ray always binds to the machine's network address, so where we may (root, or unprivileged user
+# namespaces) the tests run in a private network namespace whose only interface is lo; there
+# Ray uses 127.0.0.1. Elsewhere the Ray tests skip and say why. PARAGONSR2_TEST_NETNS=0 opts out.
+isolate=()
+if [ "${PARAGONSR2_TEST_NETNS:-1}" != "0" ] && command -v unshare >/dev/null 2>&1 && command -v ip >/dev/null 2>&1; then
+  for try in "unshare --net" "unshare --user --map-root-user --net"; do
+    if $try sh -c 'ip link set lo up' >/dev/null 2>&1; then
+      read -r -a isolate <<< "$try"
+      isolate+=(sh -c 'ip link set lo up && exec "$@"' sh)
+      echo "[test] running in a private network namespace (loopback only)" >&2
+      break
+    fi
+  done
+fi
+
 # pytest exit status 5 = no tests collected. One empty pass is fine (e.g. -k matching only
 # fast tests); both empty is a failure, not a pass.
 run_pass() {
   set +e
-  "$py" -m pytest ${parallel[@]+"${parallel[@]}"} "$@"
+  ${isolate[@]+"${isolate[@]}"} "$py" -m pytest ${parallel[@]+"${parallel[@]}"} "$@"
   local status=$?
   set -e
   return "$status"

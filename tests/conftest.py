@@ -43,8 +43,14 @@ def pytest_collection_modifyitems(config, items):
 
 def pytest_generate_tests(metafunc):
     if "reference_case" in metafunc.fixturenames:
-        cases = reference_cases()
-        metafunc.parametrize("reference_case", cases, ids=[c["case"] for c in cases])
+        # @pytest.mark.slow_cases("photo", "pro") marks the reference cases of those variants slow
+        marker = metafunc.definition.get_closest_marker("slow_cases")
+        slow_variants = set(marker.args) if marker else set()
+        cases = [
+            pytest.param(c, id=c["case"], marks=[pytest.mark.slow] if c["variant"] in slow_variants else [])
+            for c in reference_cases()
+        ]
+        metafunc.parametrize("reference_case", cases)
 
 
 @pytest.fixture(scope="session")

@@ -7,11 +7,14 @@ Real node calls (packlib.run_node) with real model files written by the tests.""
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 
 import pytest
 import torch
+from PIL import Image
 
-from packlib import load_reference, max_abs, natural_image, reference_case_for, run_node, submodule
+from packlib import PACK_ROOT, load_reference, max_abs, natural_image, reference_case_for, run_node, submodule
 
 image_nodes = submodule("nodes.image_nodes")
 video_nodes = submodule("nodes.video_nodes")
@@ -79,7 +82,7 @@ def test_one_pixel_images(realtime, photo):
     for channels in (1, 3, 4):
         out = upscale(realtime, image(1, 1, batch=2, channels=channels))
         assert out.shape == (2, 2, 2, 4 if channels == 4 else 3)
-        assert bool(torch.isfinite(out).all()) and 0 <= out.min() and out.max() <= 1
+        assert bool(torch.isfinite(out).all()) and out.min() >= 0 and out.max() <= 1
     frames, state = video(realtime, image(1, 1, batch=3))
     assert frames.shape == (3, 2, 2, 3) and state.frames_seen == 3
     # photo/pro: upstream's reflect padding to 16 cannot pad a side of 8 px or less
@@ -186,3 +189,16 @@ def test_nan_weights_in_the_runners(arch):
     assert engine.fallbacks >= 1  # the bf16 result was recomputed in fp32 first
     with pytest.raises(RuntimeError, match="NaN"):
         temporal.upscale_video(te.TorchEngine(model, "cpu", "fp32"), image(20, 24, batch=2))
+
+
+def test_nan_weights_fail_the_command_line_naming_the_model(arch, tmp_path):
+    arch.save_model(nan_weight_model(arch), tmp_path / "broken.safetensors")
+    Image.new("RGB", (24, 20), (90, 120, 150)).save(tmp_path / "in.png")
+    result = subprocess.run(
+        [sys.executable, str(PACK_ROOT / "paragonsr2.py"), str(tmp_path / "in.png"), "-o", str(tmp_path / "out.png"),
+         "--model", str(tmp_path / "broken.safetensors"), "--device", "cpu", "--quiet"],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "broken.safetensors" in lines[0] and "NaN" in lines[0], result.stderr
+    assert not (tmp_path / "out.png").exists()

@@ -57,6 +57,7 @@ def _small(arch, variant, scale=2):
 
 # -- parity with the reference vectors (every case; both graphs) --------------------------------
 
+@pytest.mark.slow_cases("photo", "pro")  # 10-34 s of CPU each (export + ORT session of the big graphs)
 def test_reference_case_in_onnxruntime(reference_case):
     model, io = load_reference(reference_case)
     h, w = io["x0"].shape[-2:]

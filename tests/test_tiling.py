@@ -223,16 +223,23 @@ def test_auto_tile_size_follows_free_memory(realtime):
     assert max_abs(out, _whole(realtime, image)) <= 1e-5
 
 
-def test_cpu_auto_tiles_never_smaller_than_cores(realtime):
-    """On the CPU the auto tile of a local network is the allocator-budget size, but never
-    below ComfyUI core's 512 px tile (small calls lose under load; benchmarks/core_compare.py);
-    for a batch per call, the call holds at least one such tile's pixels. Attention variants
-    and GPUs keep large tiles, also on a 16 GB machine. docs/benchmarks.md has the numbers."""
+@pytest.mark.parametrize("shared", [False, True])
+def test_cpu_auto_tiles_allocator_sized_or_cores_size_under_load(realtime, monkeypatch, shared):
+    """On the CPU the auto tile of a local network keeps one call within the allocator budget
+    on an idle machine; while other work shares the cores it is never below ComfyUI core's
+    512 px tile (a batch call holds at least one such tile's pixels), because small calls lose
+    there (docs/benchmarks.md). Attention variants and GPUs keep large tiles, also on 16 GB."""
+    monkeypatch.setattr(sizing, "cpu_cores_shared", lambda: shared)
     plenty = lambda: 64 << 30  # noqa: E731
     stream = _engine("stream")
     for engine in (realtime, stream):
-        assert sizing.tile_layout(engine.info, 2048, 2048, free_memory=plenty)[0] == 512
-        assert sizing.auto_tile_size(engine.info, 4, 64 << 30) == 256
+        tile, halo, _ = sizing.tile_layout(engine.info, 2048, 2048, free_memory=plenty)
+        if shared:
+            assert tile == 512 and sizing.auto_tile_size(engine.info, 4, 64 << 30) == 256
+        else:
+            per_px = sizing.cpu_call_bytes_per_lr_pixel(engine.variant, engine.scale)
+            assert (tile + 2 * halo) ** 2 * per_px <= sizing.CPU_CALL_BUDGET
+            assert (tile + 2 * halo + 2 * ALIGN) ** 2 * per_px > sizing.CPU_CALL_BUDGET  # not needlessly small
     photo = _engine("photo")
     assert sizing.tile_layout(photo.info, 1024, 1024, free_memory=plenty)[0] == 1024
     assert sizing.tile_layout(photo.info, 2048, 2048, free_memory=lambda: 16 << 30)[0] == 1024

@@ -19,8 +19,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from packlib import (load_reference, max_abs, natural_image, psnr, reference_case_for, run_node,
-                     submodule)
+from packlib import load_reference, max_abs, natural_image, psnr, reference_case_for, run_node, submodule
 
 te = submodule("engines.backends.torch_engine")
 tiling = submodule("engines.tiling.runner")
@@ -65,7 +64,11 @@ def small_model(arch, variant: str):
     return model
 
 
-@pytest.fixture(scope="module", params=["photo", "pro"])
+# pro (channel attention in every block, 3x photo's blocks) runs in the slow pass only
+VARIANTS = ["photo", pytest.param("pro", marks=pytest.mark.slow)]
+
+
+@pytest.fixture(scope="module", params=VARIANTS)
 def small(request, arch):
     return small_model(arch, request.param)
 
@@ -74,7 +77,7 @@ def bhwc(x_bchw):
     return x_bchw.permute(0, 2, 3, 1).contiguous()
 
 
-@pytest.mark.parametrize("variant", ["photo", "pro"])
+@pytest.mark.parametrize("variant", VARIANTS)
 def test_reference_weights_whole_image_is_upstreams(variant):
     model, _ = load_reference(reference_case_for(variant))
     x = natural_image(21, 27, seed=3)  # pads to 32x32 (the full-size networks are slow on CPU)
@@ -195,3 +198,23 @@ def test_tensorrt_engine_gets_upstreams_borders(arch, tmp_path):
     x = natural_image(45, 51, seed=8)
     expected = upstream_result(model, x)
     assert max_abs(tiling.upscale_image(engine, bhwc(x)), expected) <= 1e-3
+
+
+def test_rgba_alpha_and_output_size_with_padding(arch):
+    """Tiles planned on the padded image paste alpha and colour cropped to the real image,
+    and an output size resizes the cropped result."""
+    model = small_model(arch, "photo")
+    engine = te.TorchEngine(model, "cpu", "fp32")
+    x = natural_image(27, 34, seed=9)
+    alpha = torch.linspace(0, 1, 34).expand(1, 27, 34)
+    rgba = torch.cat([bhwc(x), alpha[..., None]], dim=-1)
+    out = tiling.upscale_image(engine, rgba, tile_size=16)
+    assert out.shape == (1, 54, 68, 4)
+    whole_alpha = F.interpolate(alpha[:, None], scale_factor=2, mode="bicubic", align_corners=False).clamp(0, 1)
+    assert max_abs(out[..., 3], whole_alpha[:, 0]) < 1e-6
+    assert psnr(out[..., :3], upstream_result(model, x)) >= TILED_FLOOR["photo"]
+    small = tiling.upscale_image(engine, rgba, output_size=(20, 25))
+    native = tiling.upscale_image(engine, rgba)
+    expected = F.interpolate(native.permute(0, 3, 1, 2), size=(20, 25), mode="bicubic", antialias=True,
+                             align_corners=False).clamp(0, 1).permute(0, 2, 3, 1)
+    assert max_abs(small, expected) < 1e-6

@@ -44,8 +44,10 @@ def package_data_dir(package: str) -> Path:
     module = {"scikit-image": "skimage", "matplotlib": "matplotlib"}[package]
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError(f"{package} is not installed; the demo training data comes from its wheel "
-                           f"(pip install scikit-image matplotlib)")
+        raise RuntimeError(
+            f"{package} is not installed; the demo training data comes from its wheel "
+            f"(pip install scikit-image matplotlib)"
+        )
     root = Path(next(iter(spec.submodule_search_locations)))
     return root / "data" if package == "scikit-image" else root / "mpl-data" / "sample_data"
 

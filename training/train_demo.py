@@ -56,8 +56,8 @@ def sample_batch(pairs, batch: int, lr_patch: int, scale: int, gen: torch.Genera
         hr, lr = pairs[i]
         y = int(torch.randint(0, lr.shape[-2] - lr_patch + 1, (1,), generator=gen))
         x = int(torch.randint(0, lr.shape[-1] - lr_patch + 1, (1,), generator=gen))
-        lc = lr[:, y:y + lr_patch, x:x + lr_patch]
-        hc = hr[:, y * scale:(y + lr_patch) * scale, x * scale:(x + lr_patch) * scale]
+        lc = lr[:, y : y + lr_patch, x : x + lr_patch]
+        hc = hr[:, y * scale : (y + lr_patch) * scale, x * scale : (x + lr_patch) * scale]
         flip_h, flip_v, transpose = torch.randint(0, 2, (3,), generator=gen).tolist()
         if flip_h:
             lc, hc = lc.flip(-1), hc.flip(-1)
@@ -70,9 +70,21 @@ def sample_batch(pairs, batch: int, lr_patch: int, scale: int, gen: torch.Genera
     return torch.stack(lrs), torch.stack(hrs)
 
 
-def train(model, pairs, *, steps: int, batch: int, lr_patch: int, learning_rate: float, seed: int,
-          log_every: int = 100, on_checkpoint=None, save_every: int = 0, log=print,
-          stop_after: int | None = None) -> list[float]:
+def train(
+    model,
+    pairs,
+    *,
+    steps: int,
+    batch: int,
+    lr_patch: int,
+    learning_rate: float,
+    seed: int,
+    log_every: int = 100,
+    on_checkpoint=None,
+    save_every: int = 0,
+    log=print,
+    stop_after: int | None = None,
+) -> list[float]:
     """Train ``model`` in place; returns the loss of every step. ``stop_after`` ends the run
     early without changing the schedule (which depends on ``steps`` only), so a stopped run
     is reproducible too."""
@@ -111,16 +123,24 @@ def metadata(args, step: int) -> dict[str, str]:
         "name": "ParagonSR2 realtime x2 demo model",
         "demo": "true",
         "description": "Demo model trained on CPU on sample images from the scikit-image and matplotlib wheels; "
-                       "for trying the pack, not for production quality.",
+        "for trying the pack, not for production quality.",
         "training_script": "training/train_demo.py",
-        "training_args": json.dumps({"steps": args.steps, "stop_after": args.stop_after, "batch": args.batch,
-                                     "lr_patch": args.lr_patch, "learning_rate": args.lr, "seed": args.seed}),
+        "training_args": json.dumps(
+            {
+                "steps": args.steps,
+                "stop_after": args.stop_after,
+                "batch": args.batch,
+                "lr_patch": args.lr_patch,
+                "learning_rate": args.lr,
+                "seed": args.seed,
+            }
+        ),
         "training_steps_done": str(step),
         "degradation": "bicubic downscale with antialias (torch interpolate, antialias=True), 8-bit rounded",
         "training_data": json.dumps(licences),
         "heldout_data": json.dumps([name for _, name, _ in demo_data.HELDOUT_IMAGES]),
         "license": "model weights: same licence as this repository; training images are CC0 / public domain / "
-                   "no known copyright restrictions (see assets/LICENSES.md)",
+        "no known copyright restrictions (see assets/LICENSES.md)",
     }
 
 
@@ -131,8 +151,12 @@ def parse_args(argv=None):
     p.add_argument("--lr-patch", type=int, default=48, help="LR crop side in pixels (HR is x2)")
     p.add_argument("--lr", type=float, default=2e-3, help="peak Adam learning rate (cosine decay to 1%%)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--stop-after", type=int, default=None,
-                   help="stop after this many steps (the learning-rate schedule still spans --steps)")
+    p.add_argument(
+        "--stop-after",
+        type=int,
+        default=None,
+        help="stop after this many steps (the learning-rate schedule still spans --steps)",
+    )
     p.add_argument("--save-every", type=int, default=500)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
@@ -158,9 +182,19 @@ def main(argv=None) -> int:
         save(step)
         model.train()
 
-    losses = train(model, pairs, steps=args.steps, batch=args.batch, lr_patch=args.lr_patch,
-                   learning_rate=args.lr, seed=args.seed, on_checkpoint=checkpoint, save_every=args.save_every,
-                   stop_after=args.stop_after, log=lambda m: print(m, flush=True))
+    losses = train(
+        model,
+        pairs,
+        steps=args.steps,
+        batch=args.batch,
+        lr_patch=args.lr_patch,
+        learning_rate=args.lr,
+        seed=args.seed,
+        on_checkpoint=checkpoint,
+        save_every=args.save_every,
+        stop_after=args.stop_after,
+        log=lambda m: print(m, flush=True),
+    )
     print(f"done: final l1 {sum(losses[-100:]) / min(len(losses), 100):.5f}")
     return 0
 

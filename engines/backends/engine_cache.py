@@ -11,18 +11,16 @@ or no file, never a torn one; writers of the same key serialise on a lock file.
 
 from __future__ import annotations
 
-import hashlib
 import contextlib
+import hashlib
 import json
 import logging
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
-from ..runtime.files import _fsync_dir, atomic_write_bytes  # noqa: F401 (atomic_write_bytes: public here too)
+from ..runtime.files import atomic_write_bytes
 
 logger = logging.getLogger("ParagonSR2")
 

@@ -63,9 +63,6 @@ def fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
-_fsync_dir = fsync_dir  # the old private name, still imported by engines/backends/engine_cache.py
-
-
 def current_umask() -> int:
     """The process umask, read without changing it where the OS allows (Linux /proc)."""
     with contextlib.suppress(OSError, ValueError), open("/proc/self/status", encoding="ascii") as status:

@@ -1,6 +1,7 @@
 """Tiled upscaling of images of any size with any engine (torch, ONNX Runtime, TensorRT).
 
-The runner reads ``engine.info`` (an EngineInfo) and calls ``engine(lr_tile)``. Each tile is
+The runner reads ``engine.info`` (an EngineInfo) and calls ``engine(lr_tile)`` (with an
+``on_step`` hook for cancel and progress inside the tile when the engine has stages). Each tile is
 run with a context margin (halo) and only its interior is kept: plan.py lays the tiles out,
 sizing.py chooses their size, paste.py moves pixels in and out (alpha included), and
 runtime/backoff.py shrinks the sizes after an out-of-memory failure.
@@ -18,9 +19,9 @@ import torch
 from ..runtime.backoff import OutOfMemoryBackoff
 from ..runtime.checks import check_images, check_output
 from ..runtime.memory import free_memory_bytes
+from .output_size import resize_into
 from .paste import as_rgb_bchw, crop_context, paste_alpha, paste_interior
 from .plan import plan_engine_tiles
-from .output_size import resize_into
 from .sizing import MIN_TILE, auto_batch_chunk, tile_layout
 from .window_pad import check_size, pad_bchw, pad_multiple, padded_size
 
@@ -91,7 +92,8 @@ class _ImageRun:
         self.scale = int(engine.info.scale)
         self.pad_multiple = pad_multiple
         # resize: chunks are assembled at the model's size in a buffer, then resized into out
-        self.native_shape = (image.shape[1] * self.scale, image.shape[2] * self.scale, out.shape[-1]) if resize else None
+        native = (image.shape[1] * self.scale, image.shape[2] * self.scale, out.shape[-1])
+        self.native_shape = native if resize else None
         self.x = as_rgb_bchw(image)
         self.alpha = image[..., 3] if image.shape[-1] == 4 else None
         self.progress, self.check_interrupt = progress, check_interrupt

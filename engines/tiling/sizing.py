@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Callable
 
 import torch
@@ -25,13 +26,25 @@ ATTENTION_HALO = {"photo": 32, "pro": 32}
 # CPU: cancel and progress act between network stages (one photo block branch on a 1088 px
 # context is ~2.5 s on a 2-core EPYC), so this only bounds how long a tile's stage takes.
 _MAX_AUTO_TILE = {"cpu": 1024}
-# CPU auto tiles of the local networks are never smaller than ComfyUI core's fixed 512 px tile:
-# smaller, allocator-budget tiles (CPU_CALL_BUDGET) won on an idle 2-core EPYC but lost to
-# core's 512 px tiles as soon as other processes shared the cores (realtime x2 1024x768, load
-# ~18: 3.4 CPU-s in 368 px tiles, 2.1 at 512, 1.8 at 768, 1.6 at 1024; stream in the issue:
-# 16-21 s vs 11.3 s at 512). At equal tiles ours runs fewer pixels than core (no overlap for
-# realtime beyond its 7 px halo) and no feather blend. benchmarks/core_compare.py measures it.
+# While other processes share the cores, CPU auto tiles of the local networks are never
+# smaller than ComfyUI core's fixed 512 px tile. The allocator-budget tiles (CPU_CALL_BUDGET)
+# win on an idle machine (2-core EPYC, 1024x768 x2: realtime 0.36 s in 368 px tiles vs 0.54 at
+# 512; stream 3.0 s in 176 px vs 5.5 at 512; core 0.64 / 5.0 s) but lose when the cores are
+# shared (load ~18: realtime 3.4 CPU-s in 368 px tiles, 2.1 at 512, 1.6 at 1024; core 3.1;
+# stream in the issue 16-21 s vs 11.3 at 512): many small calls wait on descheduled threads.
+# At equal tiles ours runs about core's pixels or fewer and no feather blend.
 _CPU_MIN_AUTO_TILE = 512
+_SHARED_LOAD_PER_CORE = 1.5  # 1-min load average per core above which the cores count as shared
+
+
+def cpu_cores_shared() -> bool:
+    """Whether other work competes for the CPU now: the 1-minute load average exceeds 1.5 per
+    core (a run's own threads add about 1 per core). False where there is no load average."""
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # Windows
+        return False
+    return load > _SHARED_LOAD_PER_CORE * (os.cpu_count() or 1)
 _MAX_AUTO_TILE_DEFAULT = 2048
 _MEMORY_FRACTION = 0.6  # of the free memory a tile may plan to use (allocator slack, fragmentation)
 
@@ -153,15 +166,15 @@ def _cpu_call_bytes(info: EngineInfo) -> int | None:
 
 def _cpu_tile_cap(info: EngineInfo, batch: int, halo: int) -> int | None:
     """Largest tile whose call for ``batch`` images stays within CPU_CALL_BUDGET, so the
-    allocator reuses memory instead of page-faulting it (exact: these networks are local), but
-    no call smaller than one _CPU_MIN_AUTO_TILE tile (see there: small calls lose under load).
+    allocator reuses memory instead of page-faulting it (exact: these networks are local); while
+    the cores are shared, no call smaller than one _CPU_MIN_AUTO_TILE tile (see there).
     Idle 2-core EPYC, fp32: stream x2 512x512 1.02 s whole vs 0.33 s in 176 px tiles; realtime
     x2 1024x1024 0.56 s vs 0.21 s in 368 px tiles (python benchmarks/tiling.py, overhead part)."""
     per_px = _cpu_call_bytes(info)
     if per_px is None:
         return None
     side = int(math.sqrt(CPU_CALL_BUDGET / (per_px * max(1, batch)))) - 2 * halo
-    floor = int(_CPU_MIN_AUTO_TILE / math.sqrt(max(1, batch))) // ALIGN * ALIGN
+    floor = int(_CPU_MIN_AUTO_TILE / math.sqrt(max(1, batch))) // ALIGN * ALIGN if cpu_cores_shared() else 0
     return max(MIN_TILE, floor, side // ALIGN * ALIGN)
 
 

@@ -36,10 +36,10 @@ import torch
 from ..runtime.backoff import OutOfMemoryBackoff
 from ..runtime.checks import check_images, check_output
 from ..tiling.output_size import resize_into
-from ..tiling.window_pad import check_size, pad_bchw, pad_multiple, padded_size
 from ..tiling.paste import as_rgb_bchw, crop_context, paste_alpha, paste_interior
 from ..tiling.plan import plan_engine_tiles
 from ..tiling.sizing import MIN_TILE, cpu_images_per_call, tile_layout
+from ..tiling.window_pad import check_size, pad_bchw, pad_multiple, padded_size
 from . import motion, scene_cuts
 
 logger = logging.getLogger("ParagonSR2")
