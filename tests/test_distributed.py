@@ -200,15 +200,16 @@ def test_video_chunks_on_two_workers_equal_one_process(tmp_path, model_file):
 @needs_psutil
 def test_killed_worker_is_retried_with_the_same_output(tmp_path, model_file):
     clip = tmp_path / "clip.mp4"
-    n = make_clip(clip, h=96, w=112)  # tasks of a few seconds: time to kill one mid-task
+    n = make_clip(clip, h=144, w=176)  # chunk tasks of about a second: time to kill one mid-task
     common = ["--model", str(model_file), "--device", "cpu", "--lossless"]
     single_process([str(clip), "-o", str(tmp_path / "single.mp4")] + common)
     proc = subprocess.Popen(LAUNCHER + ["upscale", str(clip), "-o", str(tmp_path / "ray.mp4"), "--workers", "2",
                                         "--chunk-frames", "10", "--quiet"] + common,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
+        # At once: its segment file is open, so it is mid-task (on an idle machine a chunk task
+        # can finish within a few tenths of a second).
         victim = wait_for_chunk_task(psutil.Process(proc.pid), proc, tmp_path)[0]
-        time.sleep(0.3)  # mid-task: upscaling and encoding its segment
         victim.send_signal(signal.SIGKILL)
         out, err = proc.communicate(timeout=RUN_TIMEOUT)
     finally:
