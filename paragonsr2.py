@@ -58,8 +58,10 @@ def interpreter_hint(missing: list[str]) -> str:
     elif venv.is_file():
         use = f"run it with the pack's environment: {venv} {me} ..."
     else:
-        use = (f"make the pack's environment with 'bash {setup}' (or try 'bash {demo}'), "
-               f"then run .venv/bin/python {me} ...")
+        use = (
+            f"make the pack's environment with 'bash {setup}' (or try 'bash {demo}'), "
+            f"then run .venv/bin/python {me} ..."
+        )
     return f"paragonsr2: this Python ({sys.executable}) has no {names}; {use}"
 
 

@@ -46,8 +46,12 @@ def timeit(fn, device: torch.device, *, warmup: int = 1, repeats: int = 5) -> di
         synchronize(device)
         walls.append(time.perf_counter() - w0)
         cpus.append(time.process_time() - c0)
-    return {"wall_ms": 1e3 * statistics.median(walls), "cpu_ms": 1e3 * statistics.median(cpus),
-            "wall_ms_min": 1e3 * min(walls), "runs": repeats}
+    return {
+        "wall_ms": 1e3 * statistics.median(walls),
+        "cpu_ms": 1e3 * statistics.median(cpus),
+        "wall_ms_min": 1e3 * min(walls),
+        "runs": repeats,
+    }
 
 
 def matmul_rate(device: torch.device, dtype: torch.dtype = torch.float32, n: int = 2048, repeats: int = 5) -> dict:
@@ -55,9 +59,8 @@ def matmul_rate(device: torch.device, dtype: torch.dtype = torch.float32, n: int
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
     t = timeit(lambda: a @ b, device, warmup=2, repeats=repeats)
-    flops = 2 * n ** 3
-    return {"n": n, "gflops_wall": flops / t["wall_ms"] / 1e6,
-            "gflops_cpu": flops / max(t["cpu_ms"], 1e-9) / 1e6, **t}
+    flops = 2 * n**3
+    return {"n": n, "gflops_wall": flops / t["wall_ms"] / 1e6, "gflops_cpu": flops / max(t["cpu_ms"], 1e-9) / 1e6, **t}
 
 
 def _sdpa_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
@@ -72,7 +75,8 @@ def count_flops(model, x: torch.Tensor, reference: bool = True) -> dict:
 
     reference=True counts the straightforward path: the network's FLOPs, the figure GFLOP/s
     are quoted in. reference=False counts what the fast path executes (its HR head does
-    fewer: one 5x5 conv at LR instead of up.0 + conv_out at HR). Convolutions (grouped ones correctly), matmuls and SDPA count;
+    fewer: one 5x5 conv at LR instead of up.0 + conv_out at HR).
+    Convolutions (grouped ones correctly), matmuls and SDPA count;
     elementwise ops, norms and softmax do not (the usual convention).
     """
     from torch.utils.flop_counter import FlopCounterMode
@@ -144,8 +148,10 @@ def peak_memory(fn, device: torch.device) -> int:
 
 _CATEGORIES = (
     ("attention (SDPA, softmax)", ("scaled_dot_product", "softmax")),
-    ("copies / layout (gather, cat, roll, pixel_shuffle)", ("copy", "index_select", "cat", "roll",
-                                                            "pixel_shuffle", "clone", "contiguous")),
+    (
+        "copies / layout (gather, cat, roll, pixel_shuffle)",
+        ("copy", "index_select", "cat", "roll", "pixel_shuffle", "clone", "contiguous"),
+    ),
     ("GEMM (addmm, mm, bmm)", ("addmm", "mm", "bmm", "linear")),
     ("norms / reductions", ("norm", "mean", "sum", "rsqrt", "pow")),
 )

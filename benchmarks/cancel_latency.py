@@ -65,6 +65,7 @@ def measure(variant: str, image: torch.Tensor, after_s: float, limit_s: float) -
     def make_progress(total: int = 0):
         def progress(done: int, steps: int = total) -> None:
             events.append((time.perf_counter() - state["start"], int(done), int(steps)))
+
         return progress
 
     saved = bridge.check_interrupt, bridge.make_progress

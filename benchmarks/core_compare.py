@@ -58,10 +58,12 @@ def _image(height: int, width: int) -> torch.Tensor:
 
 def _core_pixels(height: int, width: int, tile: int = 512, overlap: int = 32) -> int:
     """LR pixels core's tiled_scale feeds the network (its tile positions, edge tiles cut)."""
+
     def axis(n):
         if n <= tile:
             return n
         return sum(min(tile, n - max(0, min(n - overlap, p))) for p in range(0, n - overlap, tile - overlap))
+
     return axis(height) * axis(width)
 
 
@@ -80,8 +82,7 @@ def _our_pixels(engine, height: int, width: int, tile_size: int) -> tuple[int, i
     return sum(t.context_shape[0] * t.context_shape[1] for t in tiles), len(tiles), tile
 
 
-def compare(variant: str, height: int, width: int, repeats: int, device: str, tiled_scale,
-            warmup: int = 1) -> dict:
+def compare(variant: str, height: int, width: int, repeats: int, device: str, tiled_scale, warmup: int = 1) -> dict:
     from packlib import load_reference, reference_case_for
 
     torch_engine = submodule("engines.backends.torch_engine")
@@ -100,11 +101,20 @@ def compare(variant: str, height: int, width: int, repeats: int, device: str, ti
         "ours_512": lambda: runner.upscale_image(engine, image, tile_size=512),
     }
     if tiled_scale is not None:
+
         def core():
             lr = image.movedim(-1, -3).to(dev)
-            out = tiled_scale(lr, lambda a: engine(a), tile_x=512, tile_y=512, overlap=32,
-                              upscale_amount=engine.info.scale, output_device="cpu")
+            out = tiled_scale(
+                lr,
+                lambda a: engine(a),
+                tile_x=512,
+                tile_y=512,
+                overlap=32,
+                upscale_amount=engine.info.scale,
+                output_device="cpu",
+            )
             return torch.clamp(out.movedim(-3, -1), min=0, max=1.0)
+
         methods["core_512_32"] = core
 
     walls = {name: [] for name in methods}
@@ -119,14 +129,24 @@ def compare(variant: str, height: int, width: int, repeats: int, device: str, ti
                 walls[name].append(time.perf_counter() - w0)
                 cpus[name].append(time.process_time() - c0)
     auto_px, auto_tiles, auto_tile = _our_pixels(engine, height, width, 0)
-    row = {"variant": variant, "size": f"{width}x{height}", "device": str(dev), "repeats": repeats,
-           "auto_tile": auto_tile, "auto_tiles": auto_tiles,
-           "pixels_ratio": {"ours_auto": round(auto_px / (height * width), 3),
-                            "ours_512": round(_our_pixels(engine, height, width, 512)[0] / (height * width), 3),
-                            "core_512_32": round(_core_pixels(height, width) / (height * width), 3)}}
+    row = {
+        "variant": variant,
+        "size": f"{width}x{height}",
+        "device": str(dev),
+        "repeats": repeats,
+        "auto_tile": auto_tile,
+        "auto_tiles": auto_tiles,
+        "pixels_ratio": {
+            "ours_auto": round(auto_px / (height * width), 3),
+            "ours_512": round(_our_pixels(engine, height, width, 512)[0] / (height * width), 3),
+            "core_512_32": round(_core_pixels(height, width) / (height * width), 3),
+        },
+    }
     for name in methods:
-        row[name] = {"wall_s": round(statistics.median(walls[name]), 3),
-                     "cpu_s": round(statistics.median(cpus[name]), 3)}
+        row[name] = {
+            "wall_s": round(statistics.median(walls[name]), 3),
+            "cpu_s": round(statistics.median(cpus[name]), 3),
+        }
     if "core_512_32" in methods:
         row["core_over_auto_wall"] = round(row["core_512_32"]["wall_s"] / row["ours_auto"]["wall_s"], 3)
         row["core_over_auto_cpu"] = round(row["core_512_32"]["cpu_s"] / row["ours_auto"]["cpu_s"], 3)
@@ -145,13 +165,20 @@ def main() -> None:
     # model_management would pick a device at import time); comfy.utils needs nothing of it.
     submodule("engines.tiling.runner")
     tiled_scale = core_tiled_scale()
-    print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, core: "
-          f"{'comfy.utils.tiled_scale' if tiled_scale else 'not available (set COMFYUI_DIR)'}", flush=True)
+    print(
+        f"# torch {torch.__version__}, {torch.get_num_threads()} threads, core: "
+        f"{'comfy.utils.tiled_scale' if tiled_scale else 'not available (set COMFYUI_DIR)'}",
+        flush=True,
+    )
     for size in args.sizes.split(","):
         width, height = (int(v) for v in size.lower().split("x"))
         for variant in args.variants.split(","):
-            print(json.dumps(compare(variant.strip(), height, width, args.repeats, args.device, tiled_scale,
-                                     args.warmup)), flush=True)
+            print(
+                json.dumps(
+                    compare(variant.strip(), height, width, args.repeats, args.device, tiled_scale, args.warmup)
+                ),
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

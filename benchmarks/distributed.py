@@ -56,7 +56,7 @@ def make_clip(path: Path, frames: int, width: int, height: int) -> None:
             base = torch.rand(3, height // 8 + 1, (width + 2 * n) // 8 + 1, generator=g)
             big = torch.nn.functional.interpolate(base[None], size=(height, width + 2 * n), mode="bicubic")[0]
             for t in range(n):
-                rgb = (big[:, :, 2 * t:2 * t + width].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+                rgb = (big[:, :, 2 * t : 2 * t + width].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
                 for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")):
                     out.mux(packet)
         for packet in stream.encode():
@@ -91,8 +91,9 @@ def chunk_costs(clip: Path, chunk_frames: int, repeats: int) -> dict:
     out["decode"] = median_cpu(lambda: list(tasks._decoded(str(clip), None, 0, n)), repeats) / n
     out["scan"] = median_cpu(lambda: chunks.CutFinder(scene_cuts.DEFAULT_SENSITIVITY).add(lr), repeats) / n
     signature = ("k", lr.shape[1], lr.shape[2])
-    out["state"] = median_cpu(lambda: chunks.state_at_frame(lr, temporal_strength=0.2, signature=signature),
-                               repeats) / n
+    out["state"] = (
+        median_cpu(lambda: chunks.state_at_frame(lr, temporal_strength=0.2, signature=signature), repeats) / n
+    )
     sub = lr[:chunk_frames]
     out["upscale"] = median_cpu(lambda: temporal.upscale_video(engine, sub), repeats) / sub.shape[0]
     hr, _ = temporal.upscale_video(engine, sub)
@@ -139,10 +140,27 @@ def ray_overhead(c, tasks: int) -> dict:
 
 
 def video_args(clip: Path, out: Path, chunk_frames: int, workers: int) -> SimpleNamespace:
-    return SimpleNamespace(input=clip, output=out, overwrite=True, temporal_strength=0.2, scene_cut_sensitivity=None,
-                           frames_per_chunk=16, quiet=True, model=MODEL, sharpness=None, device="cpu", backend="torch",
-                           precision="fp32", tile=0, workers=workers, devices="cpu", ray_address=None,
-                           transfer="shared", chunk_frames=chunk_frames, lossless=False)
+    return SimpleNamespace(
+        input=clip,
+        output=out,
+        overwrite=True,
+        temporal_strength=0.2,
+        scene_cut_sensitivity=None,
+        frames_per_chunk=16,
+        quiet=True,
+        model=MODEL,
+        sharpness=None,
+        device="cpu",
+        backend="torch",
+        precision="fp32",
+        tile=0,
+        workers=workers,
+        devices="cpu",
+        ray_address=None,
+        transfer="shared",
+        chunk_frames=chunk_frames,
+        lossless=False,
+    )
 
 
 def join_cost(folder: Path, clip: Path, plan, frames: int) -> float:
@@ -156,8 +174,9 @@ def model_rows(costs: dict, over: dict, frame_s: float, chunk: int, warm: int) -
     """(per-frame worker seconds, per-chunk overhead seconds) of the docs' throughput model."""
     # the scan pass (decode + cut scores) runs on the workers too, over ranges of the video
     t_f = costs["decode"] + frame_s + costs["encode"] + costs["decode"] + costs["scan"]
-    t_c = (over["round_trip"] + costs["seek_to_frame"] + costs["encoder_start"]
-           + warm * (costs["decode"] + costs["state"]))
+    t_c = (
+        over["round_trip"] + costs["seek_to_frame"] + costs["encoder_start"] + warm * (costs["decode"] + costs["state"])
+    )
     return t_f, t_c
 
 
@@ -165,10 +184,12 @@ def print_model(costs, over, join_s, chunk, warm, frame_ms: float | None) -> Non
     frame_s = costs["upscale"] if frame_ms is None else frame_ms / 1e3
     t_f, t_c = model_rows(costs, over, frame_s, chunk, warm)
     label = "measured CPU upscale" if frame_ms is None else f"--frame-ms {frame_ms:g} (given)"
-    print(f"\n4. throughput model ({label}; per frame t_f = decode + upscale + encode + scan pass"
-          f" = {1e3 * t_f:.1f} ms,")
-    print(f"   per mid-shot chunk t_c = round trip + seek + encoder start + {warm} warm-up frames"
-          f" = {1e3 * t_c:.1f} ms,")
+    print(
+        f"\n4. throughput model ({label}; per frame t_f = decode + upscale + encode + scan pass = {1e3 * t_f:.1f} ms,"
+    )
+    print(
+        f"   per mid-shot chunk t_c = round trip + seek + encoder start + {warm} warm-up frames = {1e3 * t_c:.1f} ms,"
+    )
     print(f"   driver: join {1e3 * join_s:.3f} ms/frame, serial after the tasks)")
     l_min = 19 * t_c / t_f  # L t_f / (t_c + L t_f) >= 0.95
     print(f"   chunk length for overhead < 5 %: L >= 19 t_c / t_f = {l_min:.1f} frames")
@@ -189,8 +210,12 @@ def main() -> None:
     ap.add_argument("--chunk-frames", type=int, default=24)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--tasks", type=int, default=200)
-    ap.add_argument("--frame-ms", type=float, default=None,
-                    help="model: per-frame upscale cost of your GPU (benchmarks/speed.py), instead of the CPU's")
+    ap.add_argument(
+        "--frame-ms",
+        type=float,
+        default=None,
+        help="model: per-frame upscale cost of your GPU (benchmarks/speed.py), instead of the CPU's",
+    )
     opts = ap.parse_args()
     width, height = (int(v) for v in opts.size.split("x"))
     folder = Path(tempfile.mkdtemp(prefix="paragonsr2-bench-"))
@@ -229,8 +254,19 @@ def main() -> None:
             runs = [timed(job) for _ in range(opts.repeats)]
             results[label] = (statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs), first)
     join_s = join_cost(folder, clip, plan, opts.frames)
-    single = [str(clip), "-o", str(folder / "single.mp4"), "--overwrite", "--device", "cpu", "--quiet",
-              "--precision", "fp32", "--model", str(MODEL)]
+    single = [
+        str(clip),
+        "-o",
+        str(folder / "single.mp4"),
+        "--overwrite",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--precision",
+        "fp32",
+        "--model",
+        str(MODEL),
+    ]
     base = {}
     for threads in (1, 2):
         torch.set_num_threads(threads)
@@ -242,18 +278,26 @@ def main() -> None:
         runs = [timed_cpu(plain) for _ in range(opts.repeats)]
         base[threads] = (statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs))
     ref = base[2][0]
-    print(f"\n3. the whole job ({opts.frames} frames), median of {opts.repeats}"
-          f"      wall s  frames/s  cpu s  vs 1 process x 2 threads")
+    print(
+        f"\n3. the whole job ({opts.frames} frames), median of {opts.repeats}"
+        f"      wall s  frames/s  cpu s  vs 1 process x 2 threads"
+    )
     for threads in (1, 2):
         wall, cpu = base[threads]
-        print(f"   {f'1 process x {threads} thread(s) (plain command)':<40} {wall:7.2f} {opts.frames / wall:9.2f} "
-              f"{cpu:6.1f} {ref / wall:8.2f}")
+        print(
+            f"   {f'1 process x {threads} thread(s) (plain command)':<40} {wall:7.2f} {opts.frames / wall:9.2f} "
+            f"{cpu:6.1f} {ref / wall:8.2f}"
+        )
     for label, (wall, cpu, first) in results.items():
-        print(f"   {label:<40} {wall:7.2f} {opts.frames / wall:9.2f} {cpu:6.1f} {ref / wall:8.2f}"
-              f"   (first run {first:.1f} s)")
+        print(
+            f"   {label:<40} {wall:7.2f} {opts.frames / wall:9.2f} {cpu:6.1f} {ref / wall:8.2f}"
+            f"   (first run {first:.1f} s)"
+        )
     (one, cpu1, _), (two, cpu2, _) = results.values()
-    print(f"   2 workers vs 1: wall-clock efficiency {one / (2 * two):.2f} (1.00 = twice the throughput); "
-          f"worker CPU per frame {cpu2 / cpu1:.2f}x the 1-worker run")
+    print(
+        f"   2 workers vs 1: wall-clock efficiency {one / (2 * two):.2f} (1.00 = twice the throughput); "
+        f"worker CPU per frame {cpu2 / cpu1:.2f}x the 1-worker run"
+    )
     print_model(costs, over, join_s, opts.chunk_frames, chunks.lead_in_frames(0.2), opts.frame_ms)
 
 

@@ -55,13 +55,22 @@ def _child(case: str, images: int, size: int, variant: str, scale: int) -> dict:
     else:
         (out,) = node.upscale(handle, batch, device="cpu")
         if case == CASES[2]:
-            resized = F.interpolate(out.permute(0, 3, 1, 2), size=(size, size), mode="bicubic",
-                                    antialias=True, align_corners=False).clamp(0, 1).permute(0, 2, 3, 1)
+            resized = (
+                F.interpolate(
+                    out.permute(0, 3, 1, 2), size=(size, size), mode="bicubic", antialias=True, align_corners=False
+                )
+                .clamp(0, 1)
+                .permute(0, 2, 3, 1)
+            )
             out = resized.contiguous()
     seconds = time.perf_counter() - t0
-    return {"case": case, "peak_growth_mb": round(max(0.0, _peak_rss_mb() - base), 1),
-            "output": list(out.shape), "output_mb": round(out.numel() * 4 / 2**20, 1),
-            "seconds": round(seconds, 2)}
+    return {
+        "case": case,
+        "peak_growth_mb": round(max(0.0, _peak_rss_mb() - base), 1),
+        "output": list(out.shape),
+        "output_mb": round(out.numel() * 4 / 2**20, 1),
+        "seconds": round(seconds, 2),
+    }
 
 
 def main() -> None:
@@ -78,8 +87,20 @@ def main() -> None:
     print(f"{args.images} images {args.size}x{args.size}, {args.variant} x{args.scale}, CPU fp32")
     print(f"{'case':36} {'peak RSS growth':>16} {'output':>18} {'time':>8}")
     for case in CASES:
-        cmd = [sys.executable, __file__, "--child", case, "--images", str(args.images), "--size",
-               str(args.size), "--variant", args.variant, "--scale", str(args.scale)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--child",
+            case,
+            "--images",
+            str(args.images),
+            "--size",
+            str(args.size),
+            "--variant",
+            args.variant,
+            "--scale",
+            str(args.scale),
+        ]
         stdout = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         result = json.loads(stdout.strip().splitlines()[-1])
         shape = "x".join(str(v) for v in result["output"])

@@ -48,7 +48,7 @@ def rgb_to_y(x: torch.Tensor) -> torch.Tensor:
 
 
 def shave(x: torch.Tensor, border: int) -> torch.Tensor:
-    return x[..., border:x.shape[-2] - border, border:x.shape[-1] - border] if border else x
+    return x[..., border : x.shape[-2] - border, border : x.shape[-1] - border] if border else x
 
 
 def psnr_y(a: torch.Tensor, b: torch.Tensor, border: int) -> float:
@@ -68,10 +68,10 @@ def ssim(a: torch.Tensor, b: torch.Tensor, peak: float = 255.0) -> float:
     a, b = a.double(), b.double()
     c1, c2 = (0.01 * peak) ** 2, (0.03 * peak) ** 2
     mu_a, mu_b = F.conv2d(a, w), F.conv2d(b, w)
-    var_a = F.conv2d(a * a, w) - mu_a ** 2
-    var_b = F.conv2d(b * b, w) - mu_b ** 2
+    var_a = F.conv2d(a * a, w) - mu_a**2
+    var_b = F.conv2d(b * b, w) - mu_b**2
     cov = F.conv2d(a * b, w) - mu_a * mu_b
-    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
+    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
     return s.mean().item()
 
 
@@ -93,8 +93,11 @@ def evaluate(model, scale: int = 2) -> dict:
             lr = demo_data.bicubic_downscale(hr, scale)
             for method, fn in methods.items():
                 sr = to_8bit(fn(lr))
-                results[method][name] = {"psnr": psnr(sr, hr), "psnr_y": psnr_y(sr, hr, scale),
-                                         "ssim": ssim_y(sr, hr, scale)}
+                results[method][name] = {
+                    "psnr": psnr(sr, hr),
+                    "psnr_y": psnr_y(sr, hr, scale),
+                    "ssim": ssim_y(sr, hr, scale),
+                }
     for per_image in results.values():
         rows = list(per_image.values())
         per_image["mean"] = {k: sum(r[k] for r in rows) / len(rows) for k in rows[0]}
@@ -127,8 +130,10 @@ def main(argv=None) -> int:
         print(f"error: the benchmark is at x2; {args.model.name} is x{model.scale}", file=sys.stderr)
         return 2
     results = evaluate(model, model.scale)
-    print(f"held-out images: {', '.join(n for _, n, _ in demo_data.HELDOUT_IMAGES)}; x{model.scale}; "
-          f"PSNR-Y/SSIM on BT.601 Y with a {model.scale} px border cropped")
+    print(
+        f"held-out images: {', '.join(n for _, n, _ in demo_data.HELDOUT_IMAGES)}; x{model.scale}; "
+        f"PSNR-Y/SSIM on BT.601 Y with a {model.scale} px border cropped"
+    )
     print(format_table(results, args.model.stem))
     if args.json:
         args.json.write_text(json.dumps({"model": args.model.name, "results": results}, indent=2))

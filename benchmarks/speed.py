@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _bench  # noqa: E402
+import _bench
 
 VARIANTS = ("realtime", "stream", "photo", "pro")
 CPU_TILES = {"realtime": 256, "stream": 256, "photo": 128, "pro": 96}
@@ -47,17 +47,24 @@ def _limiter(shares: dict) -> str:
     return f"{top} {100 * shares.get(top, 0):.0f}%"
 
 
-def bench_one(arch, mode, variant: str, scale: int, device, dtype, tile: int, repeats: int,
-              reference: bool, profile: bool) -> dict:
+def bench_one(
+    arch, mode, variant: str, scale: int, device, dtype, tile: int, repeats: int, reference: bool, profile: bool
+) -> dict:
     model = arch.build_model(variant, scale).requires_grad_(False).to(device=device, dtype=dtype)
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(1, 3, tile, tile, generator=gen).to(device=device, dtype=dtype)
     out_mp = scale * scale * tile * tile / 1e6
     flops = _bench.count_flops(model, x)["total"] if dtype == torch.float32 or device.type == "cuda" else None
     executed = _bench.count_flops(model, x, reference=False)["total"] if flops else None
-    row = {"variant": variant, "scale": scale, "device": str(device), "dtype": str(dtype).replace("torch.", ""),
-           "tile": tile, "gflop": flops / 1e9 if flops else None,
-           "gflop_executed_fast": executed / 1e9 if executed else None}
+    row = {
+        "variant": variant,
+        "scale": scale,
+        "device": str(device),
+        "dtype": str(dtype).replace("torch.", ""),
+        "tile": tile,
+        "gflop": flops / 1e9 if flops else None,
+        "gflop_executed_fast": executed / 1e9 if executed else None,
+    }
 
     def run_fast():
         with torch.inference_mode():
@@ -86,9 +93,9 @@ def bench_one(arch, mode, variant: str, scale: int, device, dtype, tile: int, re
                 done = executed if key == "fast" else flops
                 t["gflops_executed_cpu"] = done / (t["cpu_ms"] / 1e3) / 1e9 if t["cpu_ms"] > 0 else None
     row["ms_per_512_tile_scaled"] = tile != 512
-    row["peak_memory_mb"] = _bench.peak_memory(run_fast, device) / 2 ** 20
+    row["peak_memory_mb"] = _bench.peak_memory(run_fast, device) / 2**20
     if reference:
-        row["peak_memory_eager_mb"] = _bench.peak_memory(run_ref, device) / 2 ** 20
+        row["peak_memory_eager_mb"] = _bench.peak_memory(run_ref, device) / 2**20
     if profile and device.type == "cpu":
         row["time_shares_fast"] = _bench.op_time_shares(run_fast)
         if reference:
@@ -121,9 +128,14 @@ def tiled_overhead(arch, variant: str, scale: int, tile: int, repeats: int) -> d
 
     tiled = _bench.timeit(lambda: tiling.upscale_image(engine, image, tile_size=tile), cpu, repeats=repeats)
     base = _bench.timeit(whole, cpu, repeats=repeats)
-    return {"image": side, "tile": tile, "tiled_wall_ms": tiled["wall_ms"], "whole_wall_ms": base["wall_ms"],
-            "overhead_wall": tiled["wall_ms"] / base["wall_ms"],
-            "overhead_cpu": tiled["cpu_ms"] / max(base["cpu_ms"], 1e-9)}
+    return {
+        "image": side,
+        "tile": tile,
+        "tiled_wall_ms": tiled["wall_ms"],
+        "whole_wall_ms": base["wall_ms"],
+        "overhead_wall": tiled["wall_ms"] / base["wall_ms"],
+        "overhead_cpu": tiled["cpu_ms"] / max(base["cpu_ms"], 1e-9),
+    }
 
 
 def video_fps(arch, variant: str, scale: int, side: int, frames: int, repeats: int) -> dict | None:
@@ -132,16 +144,22 @@ def video_fps(arch, variant: str, scale: int, side: int, frames: int, repeats: i
     if temporal is None or engine is None:
         return None
     clip = torch.rand(frames, side, side, 3, generator=torch.Generator().manual_seed(2))
-    t = _bench.timeit(lambda: temporal.upscale_video(engine, clip, tile_size=side), torch.device("cpu"),
-                      warmup=1, repeats=repeats)
-    return {"frames": frames, "frame_side": side, "fps_wall": frames / (t["wall_ms"] / 1e3),
-            "fps_cpu": frames / (t["cpu_ms"] / 1e3) if t["cpu_ms"] > 0 else None}
+    t = _bench.timeit(
+        lambda: temporal.upscale_video(engine, clip, tile_size=side), torch.device("cpu"), warmup=1, repeats=repeats
+    )
+    return {
+        "frames": frames,
+        "frame_side": side,
+        "fps_wall": frames / (t["wall_ms"] / 1e3),
+        "fps_cpu": frames / (t["cpu_ms"] / 1e3) if t["cpu_ms"] > 0 else None,
+    }
 
 
 def _inference(fn, x):
     def run():
         with torch.inference_mode():
             fn(x)
+
     return run
 
 
@@ -160,8 +178,12 @@ def compile_fast(arch, variant: str, scale: int, tile: int, repeats: int) -> dic
         eager = _bench.timeit(_inference(model, x), torch.device("cpu"), repeats=repeats)
     except Exception as exc:  # inductor needs a C++ compiler; report instead of failing the run
         return {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"}
-    return {"compile_s": compile_s, "compiled_wall_ms": t["wall_ms"], "fast_wall_ms": eager["wall_ms"],
-            "speedup_wall": eager["wall_ms"] / t["wall_ms"]}
+    return {
+        "compile_s": compile_s,
+        "compiled_wall_ms": t["wall_ms"],
+        "fast_wall_ms": eager["wall_ms"],
+        "speedup_wall": eager["wall_ms"] / t["wall_ms"],
+    }
 
 
 def main(argv=None) -> int:
@@ -183,9 +205,14 @@ def main(argv=None) -> int:
     repeats = args.repeats or (3 if args.quick else 5)
     arch = _bench.submodule("paragonsr2_arch")
     mode = _bench.submodule("paragonsr2_arch.mode")
-    machine = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-               "torch": torch.__version__, "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
-               "loadavg_start": os.getloadavg() if hasattr(os, "getloadavg") else None}
+    machine = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpus": os.cpu_count(),
+        "loadavg_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
+    }
     results = {"machine": machine, "runs": [], "matmul": {}, "tiled": [], "video": [], "compile": []}
     print(f"# torch {torch.__version__}, {machine['threads']} threads, load {machine['loadavg_start']}", flush=True)
 
@@ -195,16 +222,29 @@ def main(argv=None) -> int:
         print(f"# matmul {key}: {mm['gflops_wall']:.1f} GFLOP/s wall, {mm['gflops_cpu']:.1f} per CPU-s", flush=True)
         for variant in args.variants:
             for scale in args.scales:
-                tile = args.tile or (QUICK_TILE if args.quick else (512 if device.type == "cuda" else CPU_TILES[variant]))
-                row = bench_one(arch, mode, variant, scale, device, dtype, tile, repeats,
-                                reference=not args.no_eager, profile=not args.quick)
+                tile = args.tile or (
+                    QUICK_TILE if args.quick else (512 if device.type == "cuda" else CPU_TILES[variant])
+                )
+                row = bench_one(
+                    arch,
+                    mode,
+                    variant,
+                    scale,
+                    device,
+                    dtype,
+                    tile,
+                    repeats,
+                    reference=not args.no_eager,
+                    profile=not args.quick,
+                )
                 for key_t in ("fast", "eager"):
                     t = row.get(key_t)
                     if t and t.get("gflops_wall"):
                         t["roofline_wall"] = t["gflops_wall"] / mm["gflops_wall"]
                         t["roofline_cpu"] = (t["gflops_cpu"] / mm["gflops_cpu"]) if t.get("gflops_cpu") else None
-                        t["roofline_executed_cpu"] = ((t["gflops_executed_cpu"] / mm["gflops_cpu"])
-                                                      if t.get("gflops_executed_cpu") else None)
+                        t["roofline_executed_cpu"] = (
+                            (t["gflops_executed_cpu"] / mm["gflops_cpu"]) if t.get("gflops_executed_cpu") else None
+                        )
                 if row.get("time_shares_fast"):
                     row["limiter"] = _limiter(row["time_shares_fast"])
                 results["runs"].append(row)
@@ -220,8 +260,9 @@ def main(argv=None) -> int:
             if video:
                 results["video"].append({"variant": variant, "scale": 2, **video})
             if args.compile:
-                results["compile"].append({"variant": variant, "scale": 2,
-                                           **compile_fast(arch, variant, 2, tile, repeats)})
+                results["compile"].append(
+                    {"variant": variant, "scale": 2, **compile_fast(arch, variant, 2, tile, repeats)}
+                )
     machine["loadavg_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
@@ -245,26 +286,34 @@ def _fmt(value, spec: str) -> str:
 
 def print_table(results: dict) -> None:
     print()
-    print("| variant | x | device | tile | MP/s eager | MP/s fast | speedup wall (cpu) | ms/512 tile fast | "
-          "GFLOP/s fast | roofline wall (cpu) | executed roofline cpu | peak MB | limiter (1-thread op share) |")
+    print(
+        "| variant | x | device | tile | MP/s eager | MP/s fast | speedup wall (cpu) | ms/512 tile fast | "
+        "GFLOP/s fast | roofline wall (cpu) | executed roofline cpu | peak MB | limiter (1-thread op share) |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results["runs"]:
         f, e = r["fast"], r.get("eager", {})
         speed = f"{_fmt(r.get('speedup_wall'), '.2f')} ({_fmt(r.get('speedup_cpu'), '.2f')})"
         roof = f"{_fmt(f.get('roofline_wall'), '.1%')} ({_fmt(f.get('roofline_cpu'), '.1%')})"
-        print(f"| {r['variant']} | {r['scale']} | {r['device']} {r['dtype']} | {r['tile']} | "
-              f"{_fmt(e.get('mp_per_s_wall'), '.3f')} | {_fmt(f.get('mp_per_s_wall'), '.3f')} | {speed} | "
-              f"{_fmt(f.get('ms_per_512_tile'), '.0f')} | {_fmt(f.get('gflops_wall'), '.2f')} | {roof} | "
-              f"{_fmt(f.get('roofline_executed_cpu'), '.1%')} | "
-              f"{r['peak_memory_mb']:.0f} | {r.get('limiter', '-')} |")
+        print(
+            f"| {r['variant']} | {r['scale']} | {r['device']} {r['dtype']} | {r['tile']} | "
+            f"{_fmt(e.get('mp_per_s_wall'), '.3f')} | {_fmt(f.get('mp_per_s_wall'), '.3f')} | {speed} | "
+            f"{_fmt(f.get('ms_per_512_tile'), '.0f')} | {_fmt(f.get('gflops_wall'), '.2f')} | {roof} | "
+            f"{_fmt(f.get('roofline_executed_cpu'), '.1%')} | "
+            f"{r['peak_memory_mb']:.0f} | {r.get('limiter', '-')} |"
+        )
     for key, mm in results["matmul"].items():
         print(f"matmul {key}: {mm['gflops_wall']:.1f} GFLOP/s wall, {mm['gflops_cpu']:.1f} GFLOP per CPU-second")
     for t in results["tiled"]:
-        print(f"tiled {t['variant']} x{t['scale']}: {t['image']}px image in {t['tile']}px tiles = "
-              f"{t['overhead_wall']:.2f}x the whole-image time (cpu {t['overhead_cpu']:.2f}x)")
+        print(
+            f"tiled {t['variant']} x{t['scale']}: {t['image']}px image in {t['tile']}px tiles = "
+            f"{t['overhead_wall']:.2f}x the whole-image time (cpu {t['overhead_cpu']:.2f}x)"
+        )
     for v in results["video"]:
-        print(f"video {v['variant']} x{v['scale']}: {v['frame_side']}px frames {v['fps_wall']:.2f} fps "
-              f"(per CPU-s {_fmt(v['fps_cpu'], '.2f')})")
+        print(
+            f"video {v['variant']} x{v['scale']}: {v['frame_side']}px frames {v['fps_wall']:.2f} fps "
+            f"(per CPU-s {_fmt(v['fps_cpu'], '.2f')})"
+        )
     for c in results["compile"]:
         print(f"compile {c['variant']}: {c}")
     m = results["machine"]

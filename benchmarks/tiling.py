@@ -62,7 +62,7 @@ def comfy_style_tiled(engine, lr: torch.Tensor, tile: int = 512, overlap: int = 
     feather = overlap * s
     for y in sorted(set(ys)):
         for x in sorted(set(xs)):
-            crop = lr[:, :, y:y + tile, x:x + tile]
+            crop = lr[:, :, y : y + tile, x : x + tile]
             out = engine(crop).cpu()
             th, tw = out.shape[-2:]
             mask = torch.ones(1, 1, th, tw)
@@ -72,8 +72,8 @@ def comfy_style_tiled(engine, lr: torch.Tensor, tile: int = 512, overlap: int = 
                 mask[:, :, th - 1 - t, :] *= ramp
                 mask[:, :, :, t] *= ramp
                 mask[:, :, :, tw - 1 - t] *= ramp
-            acc[:, :, y * s:y * s + th, x * s:x * s + tw] += out * mask
-            weight[:, :, y * s:y * s + th, x * s:x * s + tw] += mask
+            acc[:, :, y * s : y * s + th, x * s : x * s + tw] += out * mask
+            weight[:, :, y * s : y * s + th, x * s : x * s + tw] += mask
     return (acc / weight).clamp(0, 1)
 
 
@@ -137,12 +137,16 @@ def main() -> None:
             lr = photo(side, side)
             img = lr.permute(0, 2, 3, 1).contiguous()
             tile = submodule("engines.tiling.sizing").tile_layout(engine.info, side, side)[0]
-            whole = timed(lambda: engine(lr).clamp(0, 1), args.runs)
-            auto = timed(lambda: tiling.upscale_image(engine, img), args.runs)
-            t512 = timed(lambda: tiling.upscale_image(engine, img, tile_size=512), args.runs)
+            # the lambdas are timed at once, inside this iteration: binding the loop values is safe
+            whole = timed(lambda: engine(lr).clamp(0, 1), args.runs)  # noqa: B023
+            auto = timed(lambda: tiling.upscale_image(engine, img), args.runs)  # noqa: B023
+            t512 = timed(lambda: tiling.upscale_image(engine, img, tile_size=512), args.runs)  # noqa: B023
             print(f"overhead {variant} ({name}) {side}x{side} LR, CPU fp32, median of {args.runs}:")
-            print(f"  whole {whole:.3f}s | auto tile ({tile} px) {auto:.3f}s ({auto / whole - 1:+.1%}) "
-                  f"| 512 tiles {t512:.3f}s ({t512 / whole - 1:+.1%})", flush=True)
+            print(
+                f"  whole {whole:.3f}s | auto tile ({tile} px) {auto:.3f}s ({auto / whole - 1:+.1%}) "
+                f"| 512 tiles {t512:.3f}s ({t512 / whole - 1:+.1%})",
+                flush=True,
+            )
 
     n = args.seam_size
     lr = photo(n, n)
@@ -152,10 +156,12 @@ def main() -> None:
         whole = engine(lr).clamp(0, 1)
         ours = tiling.upscale_image(engine, lr.permute(0, 2, 3, 1), tile_size=512).permute(0, 3, 1, 2)
         comfy = comfy_style_tiled(engine, lr, 512, 32)
-        print(f"seams {variant} ({name}) {n}x{n} LR, 512-px tiles: "
-              f"ours max {(ours - whole).abs().max():.2e} PSNR {psnr(ours, whole):.1f} dB | "
-              f"ComfyUI 32-px feather max {(comfy - whole).abs().max():.2e} PSNR {psnr(comfy, whole):.1f} dB",
-              flush=True)
+        print(
+            f"seams {variant} ({name}) {n}x{n} LR, 512-px tiles: "
+            f"ours max {(ours - whole).abs().max():.2e} PSNR {psnr(ours, whole):.1f} dB | "
+            f"ComfyUI 32-px feather max {(comfy - whole).abs().max():.2e} PSNR {psnr(comfy, whole):.1f} dB",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -52,7 +52,7 @@ def synthetic_clip(h: int, w: int, n: int, seed: int = 0, shift: int = 1) -> tor
     from packlib import natural_image
 
     big = natural_image(h, w + shift * n, seed=seed)
-    frames = torch.cat([big[..., shift * t:shift * t + w] for t in range(n)])
+    frames = torch.cat([big[..., shift * t : shift * t + w] for t in range(n)])
     g = torch.Generator().manual_seed(seed)
     frames = (frames + 0.02 * torch.randn(frames.shape, generator=g)).clamp(0, 1)
     return frames.permute(0, 2, 3, 1).contiguous()
@@ -63,7 +63,7 @@ def frame_by_frame(model, frames: torch.Tensor, alpha: float) -> torch.Tensor:
     x = frames.permute(0, 3, 1, 2)
     feat, outs = None, []
     for t in range(x.shape[0]):
-        out, feat = model(x[t:t + 1], feature_tap=True, prev_feat=feat, alpha=alpha)
+        out, feat = model(x[t : t + 1], feature_tap=True, prev_feat=feat, alpha=alpha)
         outs.append(out)
     return torch.cat(outs)
 
@@ -92,14 +92,22 @@ def bench_speed(model, name: str, runs: int, size: int = 256, frames_n: int = 16
     base_wall = statistics.median(wall["frame by frame (model forward)"])
     base_cpu = statistics.median(cpu["frame by frame (model forward)"])
     result = {"model": name, "frames": frames_n, "size": f"{size}x{size}", "threads": torch.get_num_threads()}
-    print(f"\nSpeed, {name}, {frames_n} frames {size}x{size}, CPU fp32, {torch.get_num_threads()} threads, "
-          f"same process, median of {runs} (wall clock, and process CPU time):")
+    print(
+        f"\nSpeed, {name}, {frames_n} frames {size}x{size}, CPU fp32, {torch.get_num_threads()} threads, "
+        f"same process, median of {runs} (wall clock, and process CPU time):"
+    )
     for k in methods:
         w, c = statistics.median(wall[k]), statistics.median(cpu[k])
-        result[k] = {"fps": frames_n / w, "speedup": base_wall / w, "cpu_s_per_frame": c / frames_n,
-                     "cpu_speedup": base_cpu / c}
-        print(f"  {k:32s} {frames_n / w:6.2f} frames/s  x{base_wall / w:.2f} wall   "
-              f"{c / frames_n:6.3f} CPU s/frame  x{base_cpu / c:.2f} CPU")
+        result[k] = {
+            "fps": frames_n / w,
+            "speedup": base_wall / w,
+            "cpu_s_per_frame": c / frames_n,
+            "cpu_speedup": base_cpu / c,
+        }
+        print(
+            f"  {k:32s} {frames_n / w:6.2f} frames/s  x{base_wall / w:.2f} wall   "
+            f"{c / frames_n:6.3f} CPU s/frame  x{base_cpu / c:.2f} CPU"
+        )
     return result
 
 
@@ -107,7 +115,8 @@ _SPEED_CHILD = r"""
 import statistics, sys, time, torch
 sys.path.insert(0, sys.argv[1]); sys.path.insert(0, sys.argv[1] + "/benchmarks")
 import video
-mode, size, n, runs, variant, path = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6], sys.argv[7]
+mode, variant, path = sys.argv[2], sys.argv[6], sys.argv[7]
+size, n, runs = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 model, _ = video.load(path or None, variant)
 frames = video.synthetic_clip(size, size, n)
 if mode == "loop":  # what a script does with the network alone: no engine, no allocator warm-up
@@ -124,8 +133,9 @@ print(n / statistics.median(times))
 """
 
 
-def bench_speed_fresh(model_path: str | None, variant: str, runs: int, size: int = 256, frames_n: int = 16,
-                      rounds: int = 3) -> dict:
+def bench_speed_fresh(
+    model_path: str | None, variant: str, runs: int, size: int = 256, frames_n: int = 16, rounds: int = 3
+) -> dict:
     """Each method in its own fresh process (alternating, ``rounds`` times; median): a plain
     frame-by-frame loop over the network, as a script without this pack runs it, vs the
     pipeline (whose CPU engine warms the allocator, engines/runtime/memory.py). This is the speed a user
@@ -133,12 +143,29 @@ def bench_speed_fresh(model_path: str | None, variant: str, runs: int, size: int
     fps = {"loop": [], "pipeline": []}
     for _ in range(rounds):
         for mode in fps:
-            done = subprocess.run([sys.executable, "-c", _SPEED_CHILD, str(ROOT), mode, str(size), str(frames_n),
-                                   str(runs), variant, model_path or ""], capture_output=True, text=True, check=True)
+            done = subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    _SPEED_CHILD,
+                    str(ROOT),
+                    mode,
+                    str(size),
+                    str(frames_n),
+                    str(runs),
+                    variant,
+                    model_path or "",
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             fps[mode].append(float(done.stdout.split()[-1]))
     loop, pipe = statistics.median(fps["loop"]), statistics.median(fps["pipeline"])
-    print(f"\nSpeed, {variant}, {frames_n} frames {size}x{size}, CPU fp32, each in a fresh process "
-          f"(median of {rounds} processes x {runs} runs):")
+    print(
+        f"\nSpeed, {variant}, {frames_n} frames {size}x{size}, CPU fp32, each in a fresh process "
+        f"(median of {rounds} processes x {runs} runs):"
+    )
     print(f"  frame by frame, network alone        {loop:6.2f} frames/s  x1.00")
     print(f"  pipeline auto (video node)           {pipe:6.2f} frames/s  x{pipe / loop:.2f}")
     return {"loop_fps": loop, "pipeline_fps": pipe, "speedup": pipe / loop}
@@ -169,18 +196,25 @@ print(json.dumps({"frames": n, "input_bytes": frames.numel() * 4, "output_bytes"
 
 def bench_memory(model_path: str | None, size: int = 64, chunk: int = 8) -> dict:
     rows = {}
-    print(f"\nPeak RSS growth during upscale_video, {size}x{size} frames, chunk={chunk} "
-          f"(input already allocated before):")
+    print(
+        f"\nPeak RSS growth during upscale_video, {size}x{size} frames, chunk={chunk} (input already allocated before):"
+    )
     for n in (30, 300):
-        proc = subprocess.run([sys.executable, "-c", _MEMORY_CHILD, str(ROOT), str(n), str(size), str(chunk),
-                               model_path or ""], capture_output=True, text=True, check=True)
+        proc = subprocess.run(
+            [sys.executable, "-c", _MEMORY_CHILD, str(ROOT), str(n), str(size), str(chunk), model_path or ""],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         row = json.loads(proc.stdout.strip().splitlines()[-1])
         row["beyond_output"] = row["peak_growth"] - row["output_bytes"]
         rows[n] = row
-        mib = 1 / 2 ** 20
-        print(f"  {n:4d} frames: input {row['input_bytes'] * mib:6.1f} MiB, "
-              f"output {row['output_bytes'] * mib:6.1f} MiB, peak growth {row['peak_growth'] * mib:6.1f} MiB, "
-              f"beyond the output {row['beyond_output'] * mib:6.1f} MiB")
+        mib = 1 / 2**20
+        print(
+            f"  {n:4d} frames: input {row['input_bytes'] * mib:6.1f} MiB, "
+            f"output {row['output_bytes'] * mib:6.1f} MiB, peak growth {row['peak_growth'] * mib:6.1f} MiB, "
+            f"beyond the output {row['beyond_output'] * mib:6.1f} MiB"
+        )
     return rows
 
 
@@ -198,15 +232,16 @@ def bench_stability(model, name: str) -> dict:
     moving = []
     for t in range(n):
         frame = background.clone()
-        frame[:, 24:40, 4 + 3 * t:20 + 3 * t] = square
+        frame[:, 24:40, 4 + 3 * t : 20 + 3 * t] = square
         moving.append(frame)
     moving = (torch.stack(moving) + 0.03 * torch.randn(n, 3, h, w, generator=g)).clamp(0, 1)
     still = (background.expand(n, -1, -1, -1) + 0.03 * torch.randn(n, 3, h, w, generator=g)).clamp(0, 1)
 
     def run(clip, alpha, adaptive):
         frames = clip.permute(0, 2, 3, 1).contiguous()
-        return temporal.upscale_video(engine, frames, temporal_strength=alpha, motion_adaptive=adaptive,
-                                      scene_cut_sensitivity=0)[0]
+        return temporal.upscale_video(
+            engine, frames, temporal_strength=alpha, motion_adaptive=adaptive, scene_cut_sensitivity=0
+        )[0]
 
     def detail(clip, out):
         with torch.inference_mode():
@@ -216,9 +251,13 @@ def bench_stability(model, name: str) -> dict:
         d = (x[1:] - x[:-1]).abs()
         return (d if mask is None else d[:, mask]).mean().item()
 
-    settings = {"none (alpha 0)": (0.0, False), "plain (alpha 0.2)": (0.2, False),
-                "motion-adaptive (alpha 0.2)": (0.2, True), "plain (alpha 0.5)": (0.5, False),
-                "motion-adaptive (alpha 0.5)": (0.5, True)}
+    settings = {
+        "none (alpha 0)": (0.0, False),
+        "plain (alpha 0.2)": (0.2, False),
+        "motion-adaptive (alpha 0.2)": (0.2, True),
+        "plain (alpha 0.5)": (0.5, False),
+        "motion-adaptive (alpha 0.5)": (0.5, True),
+    }
     result = {"model": name, "still": {}, "moving": {}}
     print(f"\nStability, {name}: noisy still clip {w}x{h} x{n} (noise std 0.03); mean |frame t - frame t-1|")
     for label, (a, ma) in settings.items():
@@ -227,20 +266,26 @@ def bench_stability(model, name: str) -> dict:
         print(f"  {label:28s} output {variation(out):.5f}   detail branch {variation(detail(still, out)):.5f}")
     single = run(moving, 0.0, False)
     static = torch.ones(h * s, w * s, dtype=torch.bool)
-    static[20 * s:44 * s] = False
-    print("Moving square (3 px/frame): trail = mean |out - single-image out| where the square was or is;"
-          " static = detail-branch variation in rows it never reaches")
+    static[20 * s : 44 * s] = False
+    print(
+        "Moving square (3 px/frame): trail = mean |out - single-image out| where the square was or is;"
+        " static = detail-branch variation in rows it never reaches"
+    )
     for label, (a, ma) in settings.items():
         out = single if a == 0 else run(moving, a, ma)
         trail = []
         for t in range(1, n):
             region = torch.zeros(h * s, w * s, dtype=torch.bool)
-            region[22 * s:42 * s, (2 + 3 * (t - 1)) * s:(22 + 3 * t) * s] = True
+            region[22 * s : 42 * s, (2 + 3 * (t - 1)) * s : (22 + 3 * t) * s] = True
             trail.append((out[t] - single[t]).abs()[region].mean().item())
-        result["moving"][label] = {"trail": sum(trail) / len(trail),
-                                   "static_detail_variation": variation(detail(moving, out), static)}
-        print(f"  {label:28s} trail {sum(trail) / len(trail):.5f}   static detail variation "
-              f"{variation(detail(moving, out), static):.5f}")
+        result["moving"][label] = {
+            "trail": sum(trail) / len(trail),
+            "static_detail_variation": variation(detail(moving, out), static),
+        }
+        print(
+            f"  {label:28s} trail {sum(trail) / len(trail):.5f}   static detail variation "
+            f"{variation(detail(moving, out), static):.5f}"
+        )
     return result
 
 
@@ -250,10 +295,15 @@ def main() -> int:
     parser.add_argument("--memory", action="store_true")
     parser.add_argument("--stability", action="store_true")
     parser.add_argument("--model", help="a realtime/stream model file (default: the bundled demo model)")
-    parser.add_argument("--variant", default="realtime", choices=["realtime", "stream"],
-                        help="without --model: realtime = the demo model, stream = an untrained x2 network")
-    parser.add_argument("--fresh", action="store_true",
-                        help="with --speed: also time each method in its own fresh process")
+    parser.add_argument(
+        "--variant",
+        default="realtime",
+        choices=["realtime", "stream"],
+        help="without --model: realtime = the demo model, stream = an untrained x2 network",
+    )
+    parser.add_argument(
+        "--fresh", action="store_true", help="with --speed: also time each method in its own fresh process"
+    )
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--size", type=int, default=256, help="frame side for --speed")
     parser.add_argument("--json", help="write the numbers here")

@@ -55,44 +55,83 @@ def _sharpness(text: str):
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", type=Path, default=DEFAULT_MODEL,
-                   help="ParagonSR2 model file (.safetensors/.pth/...); default: the bundled demo model")
-    p.add_argument("--sharpness", type=_sharpness, default=None, metavar="auto|ALPHA",
-                   help="upsampler_alpha of the base path, 0..2; auto = the value in the file (default)")
+    p.add_argument(
+        "--model",
+        type=Path,
+        default=DEFAULT_MODEL,
+        help="ParagonSR2 model file (.safetensors/.pth/...); default: the bundled demo model",
+    )
+    p.add_argument(
+        "--sharpness",
+        type=_sharpness,
+        default=None,
+        metavar="auto|ALPHA",
+        help="upsampler_alpha of the base path, 0..2; auto = the value in the file (default)",
+    )
 
 
 def _run_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backend", default=registry.DEFAULT_BACKEND, choices=tuple(registry.BACKENDS),
-                   help="what runs the network: torch (default), onnxruntime (graph exported on the fly) "
-                        "or tensorrt (engine built once, cached under $PARAGONSR2_MODELS_DIR or ./models)")
+    p.add_argument(
+        "--backend",
+        default=registry.DEFAULT_BACKEND,
+        choices=tuple(registry.BACKENDS),
+        help="what runs the network: torch (default), onnxruntime (graph exported on the fly) "
+        "or tensorrt (engine built once, cached under $PARAGONSR2_MODELS_DIR or ./models)",
+    )
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps")
-    p.add_argument("--precision", default="auto", choices=TORCH_PRECISIONS,
-                   help="auto = fp16 on CUDA, fp32 elsewhere")
-    p.add_argument("--tile", type=number_in(16, 16384, int, zero_ok=True), default=0, metavar="PX",
-                   help="LR tile side in pixels, 16..16384; 0 = sized to free memory (default)")
+    p.add_argument("--precision", default="auto", choices=TORCH_PRECISIONS, help="auto = fp16 on CUDA, fp32 elsewhere")
+    p.add_argument(
+        "--tile",
+        type=number_in(16, 16384, int, zero_ok=True),
+        default=0,
+        metavar="PX",
+        help="LR tile side in pixels, 16..16384; 0 = sized to free memory (default)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
-        prog="paragonsr2", description="ParagonSR2 super-resolution outside ComfyUI. "
-        "'paragonsr2 INPUT' is short for 'paragonsr2 upscale INPUT'.")
+        prog="paragonsr2",
+        description="ParagonSR2 super-resolution outside ComfyUI. "
+        "'paragonsr2 INPUT' is short for 'paragonsr2 upscale INPUT'.",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
 
     up = sub.add_parser("upscale", help="upscale an image, every image in a folder, or a video file")
     up.add_argument("input", type=Path, help="image file, folder of images, or video file (needs PyAV)")
-    up.add_argument("-o", "--output", type=Path, default=None,
-                    help="output file (folder for a folder input); default: <name>_ParagonSR2_x<scale> "
-                         "beside the input, never an existing file")
+    up.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        default=None,
+        help="output file (folder for a folder input); default: <name>_ParagonSR2_x<scale> "
+        "beside the input, never an existing file",
+    )
     up.add_argument("--overwrite", action="store_true", help="replace an existing output (never an input)")
-    up.add_argument("--skip-existing", action="store_true",
-                    help="keep outputs that already exist (finished by an earlier run: outputs are written "
-                         "atomically, so an existing one is complete); in a folder, do only the rest")
-    up.add_argument("--temporal-strength", type=number_in(0, temporal.MAX_STRENGTH), default=0.2,
-                    help=f"video: feature blending with the previous frame, 0..{temporal.MAX_STRENGTH} (0 = per-frame)")
-    up.add_argument("--scene-cut-sensitivity", type=number_in(0, 1), default=None,
-                    help="video: scene-cut detection sensitivity 0..1 (0 disables); default: the library's")
-    up.add_argument("--frames-per-chunk", type=number_in(1, 4096, int), default=16,
-                    help="video: frames decoded and upscaled at once, 1..4096")
+    up.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="keep outputs that already exist (finished by an earlier run: outputs are written "
+        "atomically, so an existing one is complete); in a folder, do only the rest",
+    )
+    up.add_argument(
+        "--temporal-strength",
+        type=number_in(0, temporal.MAX_STRENGTH),
+        default=0.2,
+        help=f"video: feature blending with the previous frame, 0..{temporal.MAX_STRENGTH} (0 = per-frame)",
+    )
+    up.add_argument(
+        "--scene-cut-sensitivity",
+        type=number_in(0, 1),
+        default=None,
+        help="video: scene-cut detection sensitivity 0..1 (0 disables); default: the library's",
+    )
+    up.add_argument(
+        "--frames-per-chunk",
+        type=number_in(1, 4096, int),
+        default=16,
+        help="video: frames decoded and upscaled at once, 1..4096",
+    )
     up.add_argument("--quiet", action="store_true", help="no progress bars")
     _model_args(up)
     _run_args(up)
@@ -110,9 +149,13 @@ def build_parser() -> argparse.ArgumentParser:
     trt.add_argument("--min-tile", type=int, default=64, help="smallest LR tile side (multiple of 16)")
     trt.add_argument("--opt-tile", type=int, default=256, help="LR tile side to optimise for")
     trt.add_argument("--max-tile", type=int, default=512, help="largest LR tile side")
-    trt.add_argument("--models-dir", type=Path, default=None,
-                     help="models folder whose tensorrt/paragonsr2 cache receives the engine (use ComfyUI's "
-                          "models folder to share engines with the nodes); default $PARAGONSR2_MODELS_DIR or ./models")
+    trt.add_argument(
+        "--models-dir",
+        type=Path,
+        default=None,
+        help="models folder whose tensorrt/paragonsr2 cache receives the engine (use ComfyUI's "
+        "models folder to share engines with the nodes); default $PARAGONSR2_MODELS_DIR or ./models",
+    )
     trt.add_argument("--temporal", action="store_true", help="build the video (feature-feedback) engine")
     _model_args(trt)
     return parser
@@ -138,8 +181,9 @@ def make_engine(args, video: bool = False):
     try:
         return registry.make_engine(backend, model, args.device, args.precision, video=video)
     except (RuntimeError, ValueError) as exc:
-        raise CliError(f"cannot use the {backend} backend on device {args.device!r} with precision "
-                       f"{args.precision!r}: {exc}") from None
+        raise CliError(
+            f"cannot use the {backend} backend on device {args.device!r} with precision {args.precision!r}: {exc}"
+        ) from None
 
 
 # -- commands -------------------------------------------------------------------------------
@@ -202,8 +246,10 @@ def cmd_export_onnx(args) -> int:
     except ImportError as exc:  # onnx / onnxscript missing
         raise CliError(f"ONNX export needs the onnx package ({exc}): pip install onnx onnxscript") from None
     kind = "video (temporal)" if args.temporal else "image"
-    print(f"wrote {dst} ({model.variant} x{model.scale}, {args.precision}, {kind} graph) "
-          f"in {time.perf_counter() - start:.2f} s")
+    print(
+        f"wrote {dst} ({model.variant} x{model.scale}, {args.precision}, {kind} graph) "
+        f"in {time.perf_counter() - start:.2f} s"
+    )
     return 0
 
 
@@ -222,8 +268,13 @@ def cmd_build_trt(args) -> int:
     progress = Progress("TensorRT build")
     try:
         entry = tensorrt_engine.ensure_engine_bytes(
-            model, precision=args.precision, profile=profile, video=args.temporal,
-            models_dir=args.models_dir or default_models_dir(), progress=progress)
+            model,
+            precision=args.precision,
+            profile=profile,
+            video=args.temporal,
+            models_dir=args.models_dir or default_models_dir(),
+            progress=progress,
+        )
     except onnx_export.ExportError as exc:
         raise CliError(f"ONNX export failed: {exc}") from None
     except (tensorrt_build.BuildFailed, tensorrt_build.BuildCancelled, tensorrt_build.TensorRTUnavailable) as exc:
@@ -233,8 +284,10 @@ def cmd_build_trt(args) -> int:
     if not entry.built:
         print(f"TensorRT engine already built: {entry.path}")
     else:
-        print(f"wrote TensorRT engine {entry.path} ({len(entry.data) / 1e6:.1f} MB) "
-              f"in {time.perf_counter() - start:.2f} s")
+        print(
+            f"wrote TensorRT engine {entry.path} ({len(entry.data) / 1e6:.1f} MB) "
+            f"in {time.perf_counter() - start:.2f} s"
+        )
     return 0
 
 

@@ -31,6 +31,7 @@ class OneLineParser(argparse.ArgumentParser):
 
 def number_in(low: float, high: float, kind=float, *, zero_ok: bool = False, what: str = ""):
     """An argparse type: ``kind`` in [low, high] (or exactly 0 when ``zero_ok``)."""
+
     def parse(text: str):
         try:
             value = kind(text)
@@ -42,6 +43,7 @@ def number_in(low: float, high: float, kind=float, *, zero_ok: bool = False, wha
             extra = " or 0" if zero_ok else ""
             raise argparse.ArgumentTypeError(f"{text} is outside {low:g}..{high:g}{extra}{what}")
         return value
+
     return parse
 
 
@@ -105,8 +107,10 @@ def check_output(target: Path, kind: str) -> None:
     allowed = output_suffixes(kind)
     if suffix not in allowed:
         named = f"extension {suffix}" if suffix else "no extension"
-        raise UsageError(f"--output {target} has {named}; a{'n' if kind[0] in 'aeiou' else ''} {kind} can be "
-                         f"written as {' '.join(allowed)}")
+        raise UsageError(
+            f"--output {target} has {named}; a{'n' if kind[0] in 'aeiou' else ''} {kind} can be "
+            f"written as {' '.join(allowed)}"
+        )
     check_writable_folder(target.parent, str(target))
 
 

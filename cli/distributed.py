@@ -51,26 +51,47 @@ MAX_GROUP = 16  # folder: at most this many images per task
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--workers", type=int, default=None, metavar="N",
-                   help="run on Ray with N workers: a local cluster this command starts and stops "
-                        "(default with --devices/--ray-address: one per GPU, else 2)")
-    p.add_argument("--devices", default=None, metavar="LIST",
-                   help="Ray workers' devices: cuda:0,cuda:1 (one worker each) or cpu")
-    p.add_argument("--ray-address", default=None, metavar="HOST:PORT",
-                   help="join this Ray cluster (default $RAY_ADDRESS) instead of starting one")
-    p.add_argument("--transfer", default="auto", choices=("auto", "shared", "stream"),
-                   help="Ray: shared = workers read the input and write the output paths themselves "
-                        "(one machine or a shared file system); stream = through the driver; auto = "
-                        "shared when every node is this machine")
-    p.add_argument("--chunk-frames", type=int, default=chunks.DEFAULT_CHUNK_FRAMES, metavar="N",
-                   help="Ray video: frames per task in a long shot (scene cuts also start tasks)")
-    p.add_argument("--lossless", action="store_true",
-                   help="video: encode exact 8-bit RGB (H.264 RGB, qp 0) instead of the lossy default")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="run on Ray with N workers: a local cluster this command starts and stops "
+        "(default with --devices/--ray-address: one per GPU, else 2)",
+    )
+    p.add_argument(
+        "--devices", default=None, metavar="LIST", help="Ray workers' devices: cuda:0,cuda:1 (one worker each) or cpu"
+    )
+    p.add_argument(
+        "--ray-address",
+        default=None,
+        metavar="HOST:PORT",
+        help="join this Ray cluster (default $RAY_ADDRESS) instead of starting one",
+    )
+    p.add_argument(
+        "--transfer",
+        default="auto",
+        choices=("auto", "shared", "stream"),
+        help="Ray: shared = workers read the input and write the output paths themselves "
+        "(one machine or a shared file system); stream = through the driver; auto = "
+        "shared when every node is this machine",
+    )
+    p.add_argument(
+        "--chunk-frames",
+        type=int,
+        default=chunks.DEFAULT_CHUNK_FRAMES,
+        metavar="N",
+        help="Ray video: frames per task in a long shot (scene cuts also start tasks)",
+    )
+    p.add_argument(
+        "--lossless",
+        action="store_true",
+        help="video: encode exact 8-bit RGB (H.264 RGB, qp 0) instead of the lossy default",
+    )
 
 
 def requested(args) -> bool:
-    return bool(getattr(args, "workers", None) or getattr(args, "ray_address", None)
-                or getattr(args, "devices", None))
+    return bool(getattr(args, "workers", None) or getattr(args, "ray_address", None) or getattr(args, "devices", None))
 
 
 def _address(args) -> str | None:
@@ -82,8 +103,9 @@ def _token_mode_for_joining() -> None:
     to an existing cluster only in token mode, and `ray start --head` turns token authentication
     on by default: without this the join is refused ("missing authorization header"). Ray reads
     the mode when it is imported, so this runs before."""
-    if "RAY_AUTH_MODE" not in os.environ and (os.environ.get("RAY_AUTH_TOKEN")
-                                              or (Path.home() / ".ray" / "auth_token").is_file()):
+    if "RAY_AUTH_MODE" not in os.environ and (
+        os.environ.get("RAY_AUTH_TOKEN") or (Path.home() / ".ray" / "auth_token").is_file()
+    ):
         os.environ["RAY_AUTH_MODE"] = "token"
 
 
@@ -139,8 +161,10 @@ def cluster(args):
         try:
             ray.init(address=address, log_to_driver=False, configure_logging=False)
         except (ConnectionError, RuntimeError) as exc:
-            raise CliError(f"cannot join the Ray cluster at {address}: {exc} (a cluster with token "
-                           "authentication also needs its token: RAY_AUTH_TOKEN, or ~/.ray/auth_token)") from None
+            raise CliError(
+                f"cannot join the Ray cluster at {address}: {exc} (a cluster with token "
+                "authentication also needs its token: RAY_AUTH_TOKEN, or ~/.ray/auth_token)"
+            ) from None
         try:
             total = ray.cluster_resources()
             gpus = int(total.get("GPU", 0)) if devices != ["cpu"] and args.device != "cpu" else 0
@@ -161,8 +185,15 @@ def cluster(args):
     if cuda:  # the workers see exactly the chosen GPUs; Ray gives each task one of them
         os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in cuda)
     try:
-        ray.init(address="local", num_cpus=workers, num_gpus=len(cuda), include_dashboard=False,
-                 log_to_driver=False, configure_logging=False, object_store_memory=256 * 1024 * 1024)
+        ray.init(
+            address="local",
+            num_cpus=workers,
+            num_gpus=len(cuda),
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+            object_store_memory=256 * 1024 * 1024,
+        )
     finally:
         if saved is None:
             os.environ.pop("CUDA_VISIBLE_DEVICES", None)
@@ -180,11 +211,18 @@ def _using(running: Cluster | None, args):
 
 
 def _make(ray, workers, gpu, threads, *, started, local_only) -> Cluster:
-    options = {"num_cpus": 1, "num_gpus": 1 if gpu else 0, "max_retries": TASK_RETRIES,
-               "retry_exceptions": False}
+    options = {"num_cpus": 1, "num_gpus": 1 if gpu else 0, "max_retries": TASK_RETRIES, "retry_exceptions": False}
     remote = ray.remote(**options)(ray_bootstrap.run_task)
-    return Cluster(ray=ray, workers=workers, gpus_per_task=1 if gpu else 0, threads=threads,
-                   device="cuda" if gpu else "cpu", started=started, local_only=local_only, remote=remote)
+    return Cluster(
+        ray=ray,
+        workers=workers,
+        gpus_per_task=1 if gpu else 0,
+        threads=threads,
+        device="cuda" if gpu else "cpu",
+        started=started,
+        local_only=local_only,
+        remote=remote,
+    )
 
 
 def _transfer(args, c: Cluster) -> str:
@@ -212,8 +250,7 @@ class Job:
             while queue or self.pending:
                 while queue and len(self.pending) < self.c.workers:
                     item = queue.pop(0)
-                    ref = self.c.remote.remote(self.pack_root, self.pack_name, self.kind, self.job, item,
-                                               self.payload)
+                    ref = self.c.remote.remote(self.pack_root, self.pack_name, self.kind, self.job, item, self.payload)
                     self.pending[ref] = item
                 ready, _ = ray.wait(list(self.pending), num_returns=1, timeout=1.0)
                 for ref in ready:
@@ -264,14 +301,23 @@ class Summary:
         print(f"{'worker':<28} {'tasks':>5} {self.unit:>7} {'busy s':>8} {'cpu s':>8} {self.unit + '/s':>9}")
         for name, (tasks, frames, busy, cpu) in sorted(self.workers.items()):
             print(f"{name:<28} {tasks:>5} {frames:>7} {busy:>8.2f} {cpu:>8.2f} {frames / max(busy, 1e-9):>9.2f}")
-        print(f"total: {done} {self.unit} in {self.total:.2f} s ({done / max(self.total, 1e-9):.2f} {self.unit}/s) "
-              f"on {len(self.workers)} worker(s)")
+        print(
+            f"total: {done} {self.unit} in {self.total:.2f} s ({done / max(self.total, 1e-9):.2f} {self.unit}/s) "
+            f"on {len(self.workers)} worker(s)"
+        )
 
 
 def _job(args, c: Cluster, transfer: str) -> dict:
-    return {"model": str(args.model.resolve()), "sharpness": args.sharpness, "device": c.device,
-            "backend": getattr(args, "backend", "torch"),
-            "precision": args.precision, "tile": args.tile, "threads": c.threads, "transfer": transfer}
+    return {
+        "model": str(args.model.resolve()),
+        "sharpness": args.sharpness,
+        "device": c.device,
+        "backend": getattr(args, "backend", "torch"),
+        "precision": args.precision,
+        "tile": args.tile,
+        "threads": c.threads,
+        "transfer": transfer,
+    }
 
 
 def _remove_partials(folder: Path, names: list[str]) -> None:
@@ -301,8 +347,10 @@ def run(args, kind: str, plan) -> int:
     if args.output is None:
         check_output(dst, kind)
     if dst.suffix.lower() not in video_io.CONTAINERS:
-        raise UsageError(f"--workers joins encoded segments: the output must be a video file "
-                         f"({' '.join(video_io.VIDEO_OUTPUT_SUFFIXES)}), not {dst.suffix or 'no extension'}")
+        raise UsageError(
+            f"--workers joins encoded segments: the output must be a video file "
+            f"({' '.join(video_io.VIDEO_OUTPUT_SUFFIXES)}), not {dst.suffix or 'no extension'}"
+        )
     return upscale_video(args, dst, plan or video_io.plan_output(dst, args.input), scale)
 
 
@@ -323,10 +371,14 @@ def upscale_folder(args, out_dir: Path, running: Cluster | None = None) -> int:
         size = max(1, min(MAX_GROUP, math.ceil(len(files) / (c.workers * GROUPS_PER_WORKER))))
         items = []
         for i in range(0, len(files), size):
-            group, outs = files[i:i + size], targets[i:i + size]
-            items.append({"names": [p.name for p in group],
-                          "inputs": [str(p.resolve()) if transfer == "shared" else p.read_bytes() for p in group],
-                          "outputs": [str(t.resolve()) for t in outs]})
+            group, outs = files[i : i + size], targets[i : i + size]
+            items.append(
+                {
+                    "names": [p.name for p in group],
+                    "inputs": [str(p.resolve()) if transfer == "shared" else p.read_bytes() for p in group],
+                    "outputs": [str(t.resolve()) for t in outs],
+                }
+            )
         job = _job(args, c, transfer)
         job["image_args"] = _picture_args(args)
         progress = Progress(f"{src.name} images", enabled=not args.quiet)
@@ -340,8 +392,7 @@ def upscale_folder(args, out_dir: Path, running: Cluster | None = None) -> int:
             state["errors"] += result["errors"]
             progress(state["done"] + len(state["errors"]), len(files))
 
-        print(f"{len(files)} images in {len(items)} task(s) on {c.workers} {c.device} worker(s), "
-              f"transfer: {transfer}")
+        print(f"{len(files)} images in {len(items)} task(s) on {c.workers} {c.device} worker(s), transfer: {transfer}")
         try:
             Job(c, job, "images").run(items, on_result)
         finally:
@@ -350,15 +401,20 @@ def upscale_folder(args, out_dir: Path, running: Cluster | None = None) -> int:
     for error in state["errors"]:
         print(f"error: {error}", file=sys.stderr)
     summary.print(state["done"])
-    print(f"{state['done'] + len(kept)} of {len(files) + len(kept)} images in {out_dir} "
-          f"({state['done']} written, {len(kept)} kept, {len(state['errors'])} failed)")
+    print(
+        f"{state['done'] + len(kept)} of {len(files) + len(kept)} images in {out_dir} "
+        f"({state['done']} written, {len(kept)} kept, {len(state['errors'])} failed)"
+    )
     return 1 if state["errors"] else 0
 
 
 def _picture_args(args) -> dict:
     """What jobs.upscale_picture reads besides tile/quiet/overwrite (animated images are clips)."""
-    return {"frames_per_chunk": args.frames_per_chunk, "temporal_strength": args.temporal_strength,
-            "scene_cut_sensitivity": args.scene_cut_sensitivity}
+    return {
+        "frames_per_chunk": args.frames_per_chunk,
+        "temporal_strength": args.temporal_strength,
+        "scene_cut_sensitivity": args.scene_cut_sensitivity,
+    }
 
 
 # -- videos ---------------------------------------------------------------------------------
@@ -434,8 +490,16 @@ def scan_parallel(c: Cluster, job: dict, index, source, payload, progress) -> Sc
     items = []
     for i, first in enumerate(range(0, n, size)):
         decode_start = max(0, first - history)
-        items.append({"index": i, "start": first, "end": min(n, first + size), "decode_start": decode_start,
-                      "first_pts": pts[decode_start], "source": source})
+        items.append(
+            {
+                "index": i,
+                "start": first,
+                "end": min(n, first + size),
+                "decode_start": decode_start,
+                "first_pts": pts[decode_start],
+                "source": source,
+            }
+        )
     cuts, done = [], [0]
 
     def on_result(result):
@@ -466,9 +530,14 @@ def upscale_video(args, dst: Path, plan, scale: int, running: Cluster | None = N
         ready = time.perf_counter()
         source = str(src.resolve()) if transfer == "shared" else None
         job = _job(args, c, transfer)
-        job["video"] = {"temporal_strength": alpha, "scene_cut_sensitivity": sensitivity, "motion_adaptive": False,
-                        "frames_per_chunk": args.frames_per_chunk, "codec": plan.codec,
-                        "lossless": bool(args.lossless)}
+        job["video"] = {
+            "temporal_strength": alpha,
+            "scene_cut_sensitivity": sensitivity,
+            "motion_adaptive": False,
+            "frames_per_chunk": args.frames_per_chunk,
+            "codec": plan.codec,
+            "lossless": bool(args.lossless),
+        }
         progress = Progress(f"{src.name} frames", enabled=not args.quiet)
         summary, done = Summary("frames"), [0]
         try:
@@ -491,12 +560,23 @@ def upscale_video(args, dst: Path, plan, scale: int, running: Cluster | None = N
             # Segments: hidden names beside the output (same folder: the join reads them locally).
             segments = [dst.with_name(f".{dst.stem}.{token}.seg{ch.index:05d}{dst.suffix}") for ch in chunk_plan]
             seekable = _seekable(scan.pts)
-            items = [{"index": ch.index, "start": ch.start, "end": ch.end, "decode_start": ch.decode_start,
-                      "first_pts": scan.pts[ch.decode_start] if seekable else None,
-                      "source": source, "segment": str(segments[ch.index])} for ch in chunk_plan]
-            print(f"{src.name}: {scan.frames} frames, {len(scan.cuts)} scene cut(s), {len(chunk_plan)} chunk(s) "
-                  f"on {c.workers} {c.device} worker(s), transfer: {transfer}; cluster up in {ready - start:.1f} s, "
-                  f"scanned ({'by the workers' if index is not None else 'here'}) in {scanned:.2f} s")
+            items = [
+                {
+                    "index": ch.index,
+                    "start": ch.start,
+                    "end": ch.end,
+                    "decode_start": ch.decode_start,
+                    "first_pts": scan.pts[ch.decode_start] if seekable else None,
+                    "source": source,
+                    "segment": str(segments[ch.index]),
+                }
+                for ch in chunk_plan
+            ]
+            print(
+                f"{src.name}: {scan.frames} frames, {len(scan.cuts)} scene cut(s), {len(chunk_plan)} chunk(s) "
+                f"on {c.workers} {c.device} worker(s), transfer: {transfer}; cluster up in {ready - start:.1f} s, "
+                f"scanned ({'by the workers' if index is not None else 'here'}) in {scanned:.2f} s"
+            )
 
             def on_result(result):
                 if result["blob"] is not None:  # stream mode: the segment came back as bytes

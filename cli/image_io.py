@@ -18,8 +18,16 @@ import torch
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 # Output suffix -> Pillow format and what it can hold.
-FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP",
-           ".tif": "TIFF", ".tiff": "TIFF", ".gif": "GIF"}
+FORMATS = {
+    ".png": "PNG",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".webp": "WEBP",
+    ".bmp": "BMP",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+    ".gif": "GIF",
+}
 ANIMATION_SUFFIXES = (".gif", ".png", ".webp")  # formats that keep every frame and its timing
 _NO_ALPHA = (".jpg", ".jpeg", ".bmp")
 _ICC = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff")
@@ -65,7 +73,7 @@ class Picture:
     def chunks(self, size: int) -> Iterator[torch.Tensor]:
         """Animation frames as [n, H, W, C] float32 0..1, ``size`` at a time."""
         for i in range(0, len(self.frames), size):
-            yield torch.from_numpy(self.frames[i:i + size]).float().div_(255)
+            yield torch.from_numpy(self.frames[i : i + size]).float().div_(255)
 
 
 def _icc_space(profile: bytes | None) -> str | None:
@@ -99,7 +107,7 @@ def _to_float(im, picture: Picture, int_bits: tuple[int, bool] | None = None) ->
     if mode == "I":
         bits, signed = int_bits or _integer_bits(im)
         picture.bits = bits
-        peak = float(2 ** (bits - 1) - 1 if signed else 2 ** bits - 1)
+        peak = float(2 ** (bits - 1) - 1 if signed else 2**bits - 1)
         arr = np.clip(np.asarray(im, dtype=np.float64) / peak, 0, 1).astype(np.float32)
         if arr.max() < 1 / 256:
             picture.notes.append(f"the values use under 1/256 of the file's {bits}-bit range: the output is near black")
@@ -161,8 +169,10 @@ def read_image(path: Path) -> Picture:
             if n_frames > 1 and im.format == "MPO":
                 picture.notes.append(f"the file holds {n_frames} pictures (MPO); the first, main one is upscaled")
             elif n_frames > 1:
-                raise CliError(f"{path} holds {n_frames} pages ({im.format}); only single-page files and "
-                               f"animations (GIF/PNG/WebP) are supported: split the pages first")
+                raise CliError(
+                    f"{path} holds {n_frames} pages ({im.format}); only single-page files and "
+                    f"animations (GIF/PNG/WebP) are supported: split the pages first"
+                )
             im.load()
             int_bits = _integer_bits(im) if im.mode == "I" else None
             oriented = ImageOps.exif_transpose(im)
@@ -236,8 +246,9 @@ def _save_options(suffix: str, picture: Picture | None, has_alpha: bool, notes: 
     return options
 
 
-def save_image(image: torch.Tensor, path: Path, picture: Picture | None = None,
-               format_suffix: str | None = None) -> list[str]:
+def save_image(
+    image: torch.Tensor, path: Path, picture: Picture | None = None, format_suffix: str | None = None
+) -> list[str]:
     """Write [H, W, C] float 0..1 (C = 1, 3 or 4) as 8-bit to ``path`` (the caller makes it
     atomic); the format comes from ``format_suffix`` (default: path's). Keeps the picture's
     ICC profile and EXIF where the format holds them; returns notes on what it could not keep."""
@@ -250,8 +261,10 @@ def save_image(image: torch.Tensor, path: Path, picture: Picture | None = None,
     im = _deep_grey(image, picture, suffix, image_mod)
     if im is None:
         if picture is not None and picture.bits > 8:
-            notes.append(f"{picture.bits}-bit input; the output is 8-bit ({suffix} holds 8 bits per channel; "
-                         f".png or .tif keep 16)")
+            notes.append(
+                f"{picture.bits}-bit input; the output is 8-bit ({suffix} holds 8 bits per channel; "
+                f".png or .tif keep 16)"
+            )
         arr = to_uint8(image)
         if arr.shape[-1] == 4 and suffix in _NO_ALPHA:
             arr = arr[..., :3]
@@ -274,8 +287,14 @@ def _deep_grey(image: torch.Tensor, picture: Picture | None, suffix: str, image_
     return image_mod.fromarray((values * 65535).round().astype(np.uint16))  # I;16
 
 
-def save_animation(frames: list[np.ndarray], durations: list[int], loop: int, path: Path,
-                   picture: Picture | None = None, format_suffix: str | None = None) -> list[str]:
+def save_animation(
+    frames: list[np.ndarray],
+    durations: list[int],
+    loop: int,
+    path: Path,
+    picture: Picture | None = None,
+    format_suffix: str | None = None,
+) -> list[str]:
     """Write uint8 [H, W, C] frames as an animated GIF / PNG (APNG) / WebP with per-frame
     ``durations`` (ms) and ``loop`` (0 = forever)."""
     image_mod = _pillow()

@@ -38,8 +38,10 @@ def classify(src: Path) -> str:
     if suffix in VIDEO_SUFFIXES:
         return "video"
     if suffix not in IMAGE_SUFFIXES:
-        raise UsageError(f"{src}: unknown file type {suffix or '(no extension)'}; images: {' '.join(IMAGE_SUFFIXES)}; "
-                         f"videos: {' '.join(VIDEO_SUFFIXES)}")
+        raise UsageError(
+            f"{src}: unknown file type {suffix or '(no extension)'}; images: {' '.join(IMAGE_SUFFIXES)}; "
+            f"videos: {' '.join(VIDEO_SUFFIXES)}"
+        )
     return "animation" if _is_animation(src) else "image"
 
 
@@ -109,8 +111,10 @@ def _upscale_animation(engine, picture: Picture, dst: Path, args, label: str | N
 def run_image(engine, src: Path, dst: Path, args) -> int:
     start = time.perf_counter()
     width, height = upscale_picture(engine, read_image(src), dst, args)
-    print(f"wrote {dst} ({width}x{height}, x{engine.scale}, {engine.device}, {engine.precision}) "
-          f"in {time.perf_counter() - start:.2f} s")
+    print(
+        f"wrote {dst} ({width}x{height}, x{engine.scale}, {engine.device}, {engine.precision}) "
+        f"in {time.perf_counter() - start:.2f} s"
+    )
     return 0
 
 
@@ -142,8 +146,14 @@ def _encode(engine, reader, writer_cls, path: Path, codec: str, args, src: Path)
         for frames in reader.chunks(max(1, args.frames_per_chunk)):
             out, state = temporal.upscale_video(engine, frames, state=state, **video_options(args))
             if writer is None:
-                writer = writer_cls(path, reader.rate, out.shape[2], out.shape[1], codec=codec,
-                                    lossless=getattr(args, "lossless", False))
+                writer = writer_cls(
+                    path,
+                    reader.rate,
+                    out.shape[2],
+                    out.shape[1],
+                    codec=codec,
+                    lossless=getattr(args, "lossless", False),
+                )
             writer.write(out[..., :3])
             done += frames.shape[0]
             progress(done, max(done, reader.frames))
@@ -195,8 +205,9 @@ class FolderReport:
 def folder_plan(src: Path, out_dir: Path, args) -> tuple[list[Path], list[Path]]:
     """(images to do, images whose output exists and is kept) — refused before any work when
     outputs exist and neither --skip-existing nor --overwrite says what to do with them."""
-    files = sorted(p for p in src.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                   and not p.name.startswith("."))
+    files = sorted(
+        p for p in src.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+    )
     if not files:
         raise UsageError(f"no images ({' '.join(IMAGE_SUFFIXES)}) in {src}")
     if out_dir.exists() and out_dir.resolve() == src.resolve():
@@ -207,8 +218,10 @@ def folder_plan(src: Path, out_dir: Path, args) -> tuple[list[Path], list[Path]]
         return [p for p in files if p not in existing], existing
     if existing and not args.overwrite:
         shown = ", ".join(p.name for p in existing[:3]) + (", ..." if len(existing) > 3 else "")
-        raise UsageError(f"{len(existing)} of {len(files)} outputs already exist in {out_dir} ({shown}); "
-                         f"pass --skip-existing to keep them and do the rest, or --overwrite")
+        raise UsageError(
+            f"{len(existing)} of {len(files)} outputs already exist in {out_dir} ({shown}); "
+            f"pass --skip-existing to keep them and do the rest, or --overwrite"
+        )
     return files, []
 
 
@@ -236,14 +249,17 @@ def run_folder(engine, src: Path, out_dir: Path, args) -> int:
         # Outputs are atomic, so an output that exists is complete, even one renamed into
         # place a moment before the signal landed (before it could be counted).
         failed, counted = {p for p, _ in report.failed}, set(report.finished)
-        report.finished = [p for p in todo
-                           if p in counted or (p not in failed and _written_since(out_dir / p.name, began))]
+        report.finished = [
+            p for p in todo if p in counted or (p not in failed and _written_since(out_dir / p.name, began))
+        ]
         report.not_started = [p for p in todo if p not in failed and p not in report.finished]
         _print_interrupted(report, out_dir, total)
         raise
-    print(f"{len(report.finished) + len(kept)} of {total} images in {out_dir} "
-          f"({len(report.finished)} written, {len(kept)} kept, {len(report.failed)} failed) "
-          f"in {time.perf_counter() - start:.2f} s")
+    print(
+        f"{len(report.finished) + len(kept)} of {total} images in {out_dir} "
+        f"({len(report.finished)} written, {len(kept)} kept, {len(report.failed)} failed) "
+        f"in {time.perf_counter() - start:.2f} s"
+    )
     if report.failed:
         print(f"not written: {', '.join(p.name for p, _ in report.failed)}", file=sys.stderr)
     return 1 if report.failed else 0

@@ -17,7 +17,8 @@ def run_task(pack_root: str, pack_name: str, kind: str, job: dict, item: dict, p
 
     if pack_name not in sys.modules:
         spec = importlib.util.spec_from_file_location(
-            pack_name, f"{pack_root}/__init__.py", submodule_search_locations=[pack_root])
+            pack_name, f"{pack_root}/__init__.py", submodule_search_locations=[pack_root]
+        )
         module = importlib.util.module_from_spec(spec)
         sys.modules[pack_name] = module
         try:

@@ -162,14 +162,22 @@ def upscale_chunk(job: dict, item: dict, payload: bytes | None = None) -> dict:
     state = None
     warm = start - decode_start
     batch = max(1, int(opts["frames_per_chunk"]))
-    upscale = {"temporal_strength": opts["temporal_strength"], "scene_cut_sensitivity": opts["scene_cut_sensitivity"],
-               "motion_adaptive": opts["motion_adaptive"], "tile_size": job["tile"], "model_key": key}
+    upscale = {
+        "temporal_strength": opts["temporal_strength"],
+        "scene_cut_sensitivity": opts["scene_cut_sensitivity"],
+        "motion_adaptive": opts["motion_adaptive"],
+        "tile_size": job["tile"],
+        "model_key": key,
+    }
     if warm:
         prefix = torch.from_numpy(np.stack([next(frames) for _ in range(warm)])).float().div_(255)
-        state = chunks.state_at_frame(prefix, temporal_strength=opts["temporal_strength"],
-                                      scene_cut_sensitivity=opts["scene_cut_sensitivity"],
-                                      motion_adaptive=opts["motion_adaptive"],
-                                      signature=(key, prefix.shape[1], prefix.shape[2]))
+        state = chunks.state_at_frame(
+            prefix,
+            temporal_strength=opts["temporal_strength"],
+            scene_cut_sensitivity=opts["scene_cut_sensitivity"],
+            motion_adaptive=opts["motion_adaptive"],
+            signature=(key, prefix.shape[1], prefix.shape[2]),
+        )
         del prefix
     rate = Fraction(opts["rate"])
     with tempfile.TemporaryDirectory(prefix="paragonsr2-") as folder:
@@ -181,8 +189,9 @@ def upscale_chunk(job: dict, item: dict, payload: bytes | None = None) -> dict:
                 for lr in _batches(frames, batch):
                     out, state = temporal.upscale_video(engine, lr, state=state, **upscale)
                     if writer is None:
-                        writer = VideoWriter(tmp, rate, out.shape[2], out.shape[1], codec=opts["codec"],
-                                             lossless=opts["lossless"])
+                        writer = VideoWriter(
+                            tmp, rate, out.shape[2], out.shape[1], codec=opts["codec"], lossless=opts["lossless"]
+                        )
                     writer.write(out[..., :3])
                     written += out.shape[0]
             except BaseException:

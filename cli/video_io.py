@@ -41,8 +41,10 @@ def _av():
     try:
         import av
     except ImportError:
-        raise CliError("video files need PyAV, which is not installed: pip install av "
-                       "(or extract frames to a folder and upscale the folder)") from None
+        raise CliError(
+            "video files need PyAV, which is not installed: pip install av "
+            "(or extract frames to a folder and upscale the folder)"
+        ) from None
     return av
 
 
@@ -129,13 +131,17 @@ def plan_output(path: Path, source: Path | None = None) -> OutputPlan:
     av = _av()
     suffix = path.suffix.lower()
     if suffix not in CONTAINERS:
-        raise CliError(f"cannot write a video as {suffix or 'a file without extension'}; "
-                       f"video outputs: {' '.join(VIDEO_OUTPUT_SUFFIXES)} (or .gif/.webp/.png as an animation)")
+        raise CliError(
+            f"cannot write a video as {suffix or 'a file without extension'}; "
+            f"video outputs: {' '.join(VIDEO_OUTPUT_SUFFIXES)} (or .gif/.webp/.png as an animation)"
+        )
     container, encoders = CONTAINERS[suffix]
     codec = next((name for name in encoders if _encoder_available(av, name)), None)
     if codec is None:
-        raise CliError(f"{suffix} videos need one of the encoders {', '.join(encoders)}, and this PyAV "
-                       f"build has none; choose .mp4 or .mkv")
+        raise CliError(
+            f"{suffix} videos need one of the encoders {', '.join(encoders)}, and this PyAV "
+            f"build has none; choose .mp4 or .mkv"
+        )
     plan = OutputPlan(path, container, codec)
     if source is None:
         return plan
@@ -159,8 +165,9 @@ def plan_output(path: Path, source: Path | None = None) -> OutputPlan:
 class VideoWriter:
     """The upscaled video stream: ``codec`` (see CONTAINERS) in yuv420p at ``rate``."""
 
-    def __init__(self, path: Path, rate: Fraction, width: int, height: int, codec: str | None = None,
-                 lossless: bool = False):
+    def __init__(
+        self, path: Path, rate: Fraction, width: int, height: int, codec: str | None = None, lossless: bool = False
+    ):
         av = _av()
         if lossless:  # exact 8-bit RGB (H.264 4:4:4 RGB, qp 0): masters, and output comparisons
             if not _encoder_available(av, LOSSLESS_CODEC):
@@ -312,8 +319,9 @@ def remux_into(tmp_path: Path, video_paths: Sequence[Path], audio_source: Path |
     return frames
 
 
-def remux(video_paths: Path | Sequence[Path], audio_source: Path | None, out_path: Path, *,
-          overwrite: bool = False) -> RemuxResult:
+def remux(
+    video_paths: Path | Sequence[Path], audio_source: Path | None, out_path: Path, *, overwrite: bool = False
+) -> RemuxResult:
     """Join video-only files (same codec, size and rate; e.g. segments encoded by workers) in
     order, without re-encoding, and copy the audio and subtitle streams of ``audio_source``
     (the original input) that ``out_path``'s container accepts; the rest is reported in

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -23,15 +23,16 @@ try:  # ComfyUI puts these top-level modules on sys.path; elsewhere they do not 
     import comfy.model_management as _mm
     import comfy.utils as _comfy_utils
     import folder_paths as _folder_paths
+
     IN_COMFYUI = True
 except ImportError:
     _mm = _comfy_utils = _folder_paths = None
     IN_COMFYUI = False
 
-FOLDER_NAME = "paragonsr2"           # our own model folder, registered with ComfyUI
+FOLDER_NAME = "paragonsr2"  # our own model folder, registered with ComfyUI
 CORE_FOLDER_NAME = "upscale_models"  # ComfyUI's folder for upscale models
 PACK_DIR = Path(__file__).resolve().parents[1]
-BUNDLED_DIR = PACK_DIR / "models"    # demo model(s) shipped with the pack
+BUNDLED_DIR = PACK_DIR / "models"  # demo model(s) shipped with the pack
 BUNDLED_PREFIX = "(bundled) "
 
 
@@ -112,10 +113,10 @@ def list_model_files() -> list[str]:
 def model_file_path(name: str) -> str:
     """Full path of a name from ``list_model_files``; FileNotFoundError says where it looked."""
     if name.startswith(BUNDLED_PREFIX):
-        path = BUNDLED_DIR / name[len(BUNDLED_PREFIX):]
+        path = BUNDLED_DIR / name[len(BUNDLED_PREFIX) :]
         if path.is_file() and path.resolve().parent == BUNDLED_DIR.resolve():
             return str(path)
-        raise FileNotFoundError(f"bundled model {name[len(BUNDLED_PREFIX):]!r} is not in {BUNDLED_DIR}")
+        raise FileNotFoundError(f"bundled model {name[len(BUNDLED_PREFIX) :]!r} is not in {BUNDLED_DIR}")
     if IN_COMFYUI:
         for folder in (FOLDER_NAME, CORE_FOLDER_NAME):
             found = _folder_paths.get_full_path(folder, name)

@@ -57,8 +57,7 @@ class ManagedTorchEngine(TorchEngine):
         return sum(int(p.model_size()) for p in self.patchers)
 
 
-def working_memory(engine, height: int, width: int, tile_size: int = 0, halo: int | None = None,
-                   batch: int = 1) -> int:
+def working_memory(engine, height: int, width: int, tile_size: int = 0, halo: int | None = None, batch: int = 1) -> int:
     """Bytes of activations one engine call needs for ``height`` x ``width`` LR images: the tile
     the runner will plan (``tile_size``, or auto from ComfyUI's free memory), never less than a
     MIN_PLANNED_TILE tile, ``batch`` images per call."""

@@ -42,8 +42,12 @@ def state_before(manager, node_id, number: int):
     if number <= 0:
         return None
     if stored is None or stored[0] != number - 1:
-        logger.warning("ParagonSR2 Video Upscale: meta batch %d has no state from batch %d (it failed, was "
-                       "cancelled or ran elsewhere); starting the temporal state fresh", number, number - 1)
+        logger.warning(
+            "ParagonSR2 Video Upscale: meta batch %d has no state from batch %d (it failed, was "
+            "cancelled or ran elsewhere); starting the temporal state fresh",
+            number,
+            number - 1,
+        )
         return None
     return stored[1]
 
@@ -52,5 +56,6 @@ def remember(manager, node_id, number: int, state) -> None:
     try:
         _states.setdefault(manager, {})[node_id] = (number, state)
     except TypeError:  # an object that cannot be weakly referenced: keep nothing rather than leak
-        logger.warning("ParagonSR2 Video Upscale: this meta batch manager cannot hold a state; "
-                       "batches will start fresh")
+        logger.warning(
+            "ParagonSR2 Video Upscale: this meta batch manager cannot hold a state; batches will start fresh"
+        )

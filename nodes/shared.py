@@ -25,8 +25,8 @@ logger = logging.getLogger("ParagonSR2")
 CATEGORY = "image/upscaling/ParagonSR2"
 SHARPNESS_CHOICES = [SHARPNESS_AUTO] + [f"{i / 10:.1f}" for i in range(11)]
 PRECISIONS = list(TORCH_PRECISIONS)
-MODEL_CACHE_SIZE = 4    # loaded CPU models kept (small: at most a few tens of MB each)
-ENGINE_CACHE_SIZE = 2   # device copies kept, so re-queuing does not copy weights again
+MODEL_CACHE_SIZE = 4  # loaded CPU models kept (small: at most a few tens of MB each)
+ENGINE_CACHE_SIZE = 2  # device copies kept, so re-queuing does not copy weights again
 
 
 class LRU(OrderedDict):
@@ -49,8 +49,8 @@ class LRU(OrderedDict):
             self.popitem(last=False)
 
 
-model_cache = LRU(MODEL_CACHE_SIZE)     # (path, mtime_ns, size, sharpness) -> [model, descriptor, tried]
-engine_cache = LRU(ENGINE_CACHE_SIZE)   # (id(model), precision, device) -> (weakref(model), engine)
+model_cache = LRU(MODEL_CACHE_SIZE)  # (path, mtime_ns, size, sharpness) -> [model, descriptor, tried]
+engine_cache = LRU(ENGINE_CACHE_SIZE)  # (id(model), precision, device) -> (weakref(model), engine)
 _spandrel_note_logged = False
 
 
@@ -68,8 +68,11 @@ def _upscale_model_output(model: torch.nn.Module):
     except Exception as exc:  # ImportError, or torchvision failing inside spandrel's import
         if not _spandrel_note_logged:
             _spandrel_note_logged = True
-            logger.info("ParagonSR2 Loader: UPSCALE_MODEL output is empty because spandrel is not "
-                        "usable here (%s); the PARAGONSR2_MODEL output works.", type(exc).__name__)
+            logger.info(
+                "ParagonSR2 Loader: UPSCALE_MODEL output is empty because spandrel is not "
+                "usable here (%s); the PARAGONSR2_MODEL output works.",
+                type(exc).__name__,
+            )
         return None
     # Current core nodes load an UPSCALE_MODEL through ComfyUI's model manager
     # (descriptor.patcher.load_device, load_models_gpu([descriptor.patcher])), as core's own

@@ -18,8 +18,7 @@ TRT_PRECISIONS = list(GRAPH_PRECISIONS)  # what ONNX graphs and TensorRT engines
 
 def _check_handle(model) -> ModelHandle:
     if not isinstance(model, ModelHandle):
-        raise ValueError("model must come from ParagonSR2 Loader (a PARAGONSR2_MODEL), "
-                         f"not {type(model).__name__}")
+        raise ValueError(f"model must come from ParagonSR2 Loader (a PARAGONSR2_MODEL), not {type(model).__name__}")
     return model
 
 
@@ -38,7 +37,8 @@ class ParagonSR2BuildTensorRTEngine:
         "model running on it; ParagonSR2 Upscale and Video Upscale then use the engine. Any image "
         "size works: the tile range only sets the engine's tile sizes. The first build takes a few "
         "minutes; engines are cached under models/tensorrt/paragonsr2 per GPU and TensorRT version. "
-        "Needs an NVIDIA GPU and 'pip install tensorrt'.")
+        "Needs an NVIDIA GPU and 'pip install tensorrt'."
+    )
     CATEGORY = CATEGORY
     SEARCH_ALIASES = ("tensorrt", "trt", "tensorrt upscale", "super resolution engine", "sr", "paragonsr2")
     # Not yet run on real NVIDIA hardware (CI has no GPU): flagged in the node browser until it has.
@@ -54,31 +54,64 @@ class ParagonSR2BuildTensorRTEngine:
         return {
             "required": {
                 "model": ("PARAGONSR2_MODEL", {"tooltip": "From ParagonSR2 Loader."}),
-                "precision": (TRT_PRECISIONS, {
-                    "default": "fp16",
-                    "tooltip": "Precision of the engine, baked into the exported graph. fp16 is about "
-                               "twice as fast; RMSNorm statistics and the stream gate stay float32."}),
-                "min_tile": ("INT", {**side, "default": 64,
-                                     "tooltip": "Smallest LR tile side (px) the engine accepts."}),
-                "opt_tile": ("INT", {**side, "default": 512,
-                                     "tooltip": "LR tile side TensorRT optimises for (the usual tile)."}),
-                "max_tile": ("INT", {**side, "default": 1024,
-                                     "tooltip": "Largest LR tile side; larger images are tiled, never refused."}),
-                "max_batch": ("INT", {"default": 1, "min": 1, "max": 64,
-                                      "tooltip": "Most images (or video frames) per engine call."}),
-                "video": ("BOOLEAN", {
-                    "default": False,
-                    "tooltip": "Add the temporal inputs (prev_feat, temporal_alpha) so ParagonSR2 Video "
-                               "Upscale can use the engine; images work on it too."}),
-                "fallback_to_torch": ("BOOLEAN", {
-                    "default": True,
-                    "tooltip": "Without TensorRT or an NVIDIA GPU: on = log it and continue with "
-                               "PyTorch; off = stop with an explanation."}),
+                "precision": (
+                    TRT_PRECISIONS,
+                    {
+                        "default": "fp16",
+                        "tooltip": "Precision of the engine, baked into the exported graph. fp16 is about "
+                        "twice as fast; RMSNorm statistics and the stream gate stay float32.",
+                    },
+                ),
+                "min_tile": (
+                    "INT",
+                    {**side, "default": 64, "tooltip": "Smallest LR tile side (px) the engine accepts."},
+                ),
+                "opt_tile": (
+                    "INT",
+                    {**side, "default": 512, "tooltip": "LR tile side TensorRT optimises for (the usual tile)."},
+                ),
+                "max_tile": (
+                    "INT",
+                    {
+                        **side,
+                        "default": 1024,
+                        "tooltip": "Largest LR tile side; larger images are tiled, never refused.",
+                    },
+                ),
+                "max_batch": (
+                    "INT",
+                    {"default": 1, "min": 1, "max": 64, "tooltip": "Most images (or video frames) per engine call."},
+                ),
+                "video": (
+                    "BOOLEAN",
+                    {
+                        "default": False,
+                        "tooltip": "Add the temporal inputs (prev_feat, temporal_alpha) so ParagonSR2 Video "
+                        "Upscale can use the engine; images work on it too.",
+                    },
+                ),
+                "fallback_to_torch": (
+                    "BOOLEAN",
+                    {
+                        "default": True,
+                        "tooltip": "Without TensorRT or an NVIDIA GPU: on = log it and continue with "
+                        "PyTorch; off = stop with an explanation.",
+                    },
+                ),
             }
         }
 
-    def build(self, model, precision="fp16", min_tile=64, opt_tile=512, max_tile=1024, max_batch=1,
-              video=False, fallback_to_torch=True):
+    def build(
+        self,
+        model,
+        precision="fp16",
+        min_tile=64,
+        opt_tile=512,
+        max_tile=1024,
+        max_batch=1,
+        video=False,
+        fallback_to_torch=True,
+    ):
         from ..engines.backends.engine_cache import Profile
         from ..engines.backends.tensorrt_build import BuildCancelled, TensorRTUnavailable
         from ..engines.backends.tensorrt_engine import load_or_build
@@ -89,9 +122,15 @@ class ParagonSR2BuildTensorRTEngine:
         opt = min(max(int(opt_tile), int(min_tile)), int(max_tile))
         profile = Profile(int(min_tile), opt, int(max_tile), 1, 1, int(max_batch))
         try:
-            engine = load_or_build(handle.model, precision=precision, profile=profile, video=bool(video),
-                                   models_dir=bridge.models_dir(), progress=bridge.make_progress(),
-                                   cancel=_cancel_requested)
+            engine = load_or_build(
+                handle.model,
+                precision=precision,
+                profile=profile,
+                video=bool(video),
+                models_dir=bridge.models_dir(),
+                progress=bridge.make_progress(),
+                cancel=_cancel_requested,
+            )
         except TensorRTUnavailable as exc:
             if not fallback_to_torch:
                 raise TensorRTUnavailable(f"ParagonSR2: cannot build a TensorRT engine: {exc}") from None
@@ -117,7 +156,8 @@ class ParagonSR2ExportONNX:
         "Writes the model as a single .onnx file to ComfyUI's output folder, for chaiNNer, "
         "VapourSynth (vs-mlrt), ONNX Runtime or trtexec. Input 'input' (N,3,H,W) float32 in 0..1 with "
         "H and W multiples of 16 (pad, then crop the output); the video graph adds 'prev_feat' and "
-        "'temporal_alpha' inputs and a 'feature_map' output.")
+        "'temporal_alpha' inputs and a 'feature_map' output."
+    )
     CATEGORY = CATEGORY
     SEARCH_ALIASES = ("onnx", "export onnx", "super resolution onnx", "sr", "paragonsr2")
     FUNCTION = "export"
@@ -131,14 +171,21 @@ class ParagonSR2ExportONNX:
         return {
             "required": {
                 "model": ("PARAGONSR2_MODEL", {"tooltip": "From ParagonSR2 Loader."}),
-                "precision": (TRT_PRECISIONS, {
-                    "default": "fp16",
-                    "tooltip": "Weights and activations in the graph (float32 inputs/outputs either way)."}),
-                "video": ("BOOLEAN", {"default": False,
-                                      "tooltip": "Export the temporal (video) graph."}),
-                "filename_prefix": ("STRING", {
-                    "default": "ParagonSR2",
-                    "tooltip": "File name start; may include a subfolder of the output folder."}),
+                "precision": (
+                    TRT_PRECISIONS,
+                    {
+                        "default": "fp16",
+                        "tooltip": "Weights and activations in the graph (float32 inputs/outputs either way).",
+                    },
+                ),
+                "video": ("BOOLEAN", {"default": False, "tooltip": "Export the temporal (video) graph."}),
+                "filename_prefix": (
+                    "STRING",
+                    {
+                        "default": "ParagonSR2",
+                        "tooltip": "File name start; may include a subfolder of the output folder.",
+                    },
+                ),
             }
         }
 

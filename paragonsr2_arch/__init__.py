@@ -10,7 +10,19 @@ from .mode import reference_mode
 from .network import SUPPORTED_SCALES, VARIANTS, ParagonSR2, ParagonSR2Config, build_model, factory_config
 
 __all__ = [
-    "MODEL_SUFFIXES", "SUPPORTED_SCALES", "VARIANTS", "ModelLoadError", "ParagonSR2", "ParagonSR2Config",
-    "build_model", "detect_config", "factory_config", "load_model", "looks_like_paragonsr2",
-    "normalize_state_dict", "read_checkpoint", "reference_mode", "save_model",
+    "MODEL_SUFFIXES",
+    "SUPPORTED_SCALES",
+    "VARIANTS",
+    "ModelLoadError",
+    "ParagonSR2",
+    "ParagonSR2Config",
+    "build_model",
+    "detect_config",
+    "factory_config",
+    "load_model",
+    "looks_like_paragonsr2",
+    "normalize_state_dict",
+    "read_checkpoint",
+    "reference_mode",
+    "save_model",
 ]

@@ -61,8 +61,16 @@ class StreamBlock(nn.Module):
 
 
 class PhotoBlock(ConvMLP):
-    def __init__(self, dim: int, hidden: int, attention: bool = True, window_size: int = 16,
-                 shift: int = 0, num_heads: int = 4, **_):
+    def __init__(
+        self,
+        dim: int,
+        hidden: int,
+        attention: bool = True,
+        window_size: int = 16,
+        shift: int = 0,
+        num_heads: int = 4,
+        **_,
+    ):
         super().__init__(dim, hidden)
         self.norm = RMSNorm(dim)
         self.scale = LayerScale(dim)  # shared by both branches, as upstream
@@ -79,9 +87,19 @@ class PhotoBlock(ConvMLP):
 
 
 class ProBlock(ConvMLP):
-    def __init__(self, dim: int, hidden: int, attention: bool = True, window_size: int = 16,
-                 shift: int = 0, num_heads: int = 4, ca_reduced: int | None = None,
-                 num_tokens: int = 64, token_reduced: int = 16, **_):
+    def __init__(
+        self,
+        dim: int,
+        hidden: int,
+        attention: bool = True,
+        window_size: int = 16,
+        shift: int = 0,
+        num_heads: int = 4,
+        ca_reduced: int | None = None,
+        num_tokens: int = 64,
+        token_reduced: int = 16,
+        **_,
+    ):
         super().__init__(dim, hidden)
         self.norm1 = RMSNorm(dim)
         self.scale1 = LayerScale(dim)

@@ -118,7 +118,7 @@ def normalize_state_dict(obj: object, name: str = "state dict") -> dict[str, tor
         if not isinstance(value, torch.Tensor):
             raise ModelLoadError(f"{name}: {key!r} holds a {type(value).__name__}, not a tensor")
         while key.startswith("module."):
-            key = key[len("module."):]
+            key = key[len("module.") :]
         state[_current_key_name(key)] = value
     return state
 
@@ -126,7 +126,7 @@ def normalize_state_dict(obj: object, name: str = "state dict") -> dict[str, tor
 def _current_key_name(key: str) -> str:
     for old, new in _LEGACY_PREFIXES:
         if key.startswith(old):
-            key = new + key[len(old):]
+            key = new + key[len(old) :]
     if key.startswith("base."):
         for old, new in _LEGACY_IN_BASE:
             key = key.replace(old, new)
@@ -140,8 +140,11 @@ def _check_against_model(state: Mapping[str, torch.Tensor], model: ParagonSR2, n
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
-    wrong = [f"{k} {tuple(state[k].shape)} (expected {expected[k]})"
-             for k in expected if k in state and tuple(state[k].shape) != expected[k]]
+    wrong = [
+        f"{k} {tuple(state[k].shape)} (expected {expected[k]})"
+        for k in expected
+        if k in state and tuple(state[k].shape) != expected[k]
+    ]
     problems = []
     for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
         if items:

@@ -54,8 +54,7 @@ def detect_config(state: Mapping[str, object], *, upsampler_alpha: float | None 
     if missing:
         sample = ", ".join(list(state)[:5]) or "no keys at all"
         raise ModelLoadError(
-            "this is not a ParagonSR2 checkpoint: it lacks " + ", ".join(missing)
-            + f" (its first keys are: {sample})"
+            "this is not a ParagonSR2 checkpoint: it lacks " + ", ".join(missing) + f" (its first keys are: {sample})"
         )
     variant = _detect_variant(state)
     if variant is None:
@@ -93,8 +92,9 @@ def detect_config(state: Mapping[str, object], *, upsampler_alpha: float | None 
         hidden = _shape(state, prefix + "conv1.weight")[0]
     attention = any(".attn." in k or ".window_attn." in k for k in state)
 
-    overrides: dict[str, object] = dict(num_feat=c, in_chans=in_chans, num_groups=num_groups, num_blocks=num_blocks,
-                                        hidden=hidden, attention=attention)
+    overrides: dict[str, object] = dict(
+        num_feat=c, in_chans=in_chans, num_groups=num_groups, num_blocks=num_blocks, hidden=hidden, attention=attention
+    )
     if variant == "pro":
         overrides["ca_reduced"] = _shape(state, prefix + "channel_attn.fc.0.weight")[0]
         overrides["num_tokens"] = _shape(state, prefix + "token_ca.token_dict")[1]

@@ -40,12 +40,11 @@ def usable(model, x: torch.Tensor) -> bool:
     """The fast path is for inference: not in training mode, not when autograd must record."""
     if not fast_enabled() or model.training:
         return False
-    if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in model.parameters())):
-        return False
-    return True
+    return not (torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in model.parameters())))
 
 
 # -- cache of derived weights -------------------------------------------------------------------
+
 
 def _signature(tensors, extra) -> tuple:
     sig = []
@@ -81,6 +80,7 @@ def _cast(dtype, *tensors):
 
 # -- small helpers on channels-last tensors -----------------------------------------------------
 
+
 def _cl(x: torch.Tensor) -> torch.Tensor:
     return x if x.is_contiguous(memory_format=_CL) else x.contiguous(memory_format=_CL)
 
@@ -112,6 +112,7 @@ def _fold_norm_into(weight: torch.Tensor, bias: torch.Tensor, norm) -> tuple[tor
 
 # -- blocks --------------------------------------------------------------------------------------
 
+
 def _mlp_weights(block, norm, gamma, dtype):
     def build():
         c1w, c1b = block.conv1.weight, block.conv1.bias
@@ -126,8 +127,15 @@ def _mlp_weights(block, norm, gamma, dtype):
         w2 = w2[:, :, None, None]
         return _cast(dtype, w1, b1, block.dw.weight, block.dw.bias, w2, b2)
 
-    params = [block.conv1.weight, block.conv1.bias, block.dw.weight, block.dw.bias,
-              block.conv2.weight, block.conv2.bias, gamma]
+    params = [
+        block.conv1.weight,
+        block.conv1.bias,
+        block.dw.weight,
+        block.dw.bias,
+        block.conv2.weight,
+        block.conv2.bias,
+        gamma,
+    ]
     if norm is not None:
         params += [norm.scale, norm.bias]
     return _cached(block, "mlp", params, (dtype,), build)
@@ -158,13 +166,26 @@ def stream_block(block: StreamBlock, x):
         wf = _f64(block.fuse.weight).reshape(c, 2 * c)
         g = _f64(block.scale.gamma).reshape(-1)
         wo = _f64(block.out.weight).reshape(c, -1) * g[:, None]
-        return _cast(x.dtype, wf[:, :c, None, None], wf[:, c:].t(), block.fuse.bias,
-                     block.dw1.weight, block.dw1.bias, block.dw3.weight, block.dw3.bias,
-                     block.proj.weight, block.proj.bias, block.gate.weight, block.gate.bias,
-                     wo[:, :, None, None], _f64(block.out.bias) * g)
+        return _cast(
+            x.dtype,
+            wf[:, :c, None, None],
+            wf[:, c:].t(),
+            block.fuse.bias,
+            block.dw1.weight,
+            block.dw1.bias,
+            block.dw3.weight,
+            block.dw3.bias,
+            block.proj.weight,
+            block.proj.bias,
+            block.gate.weight,
+            block.gate.bias,
+            wo[:, :, None, None],
+            _f64(block.out.bias) * g,
+        )
 
-    params = [p for m in (block.dw1, block.dw3, block.fuse, block.proj, block.gate, block.out)
-              for p in (m.weight, m.bias)] + [block.scale.gamma]
+    params = [
+        p for m in (block.dw1, block.dw3, block.fuse, block.proj, block.gate, block.out) for p in (m.weight, m.bias)
+    ] + [block.scale.gamma]
     (wfa, wfb_t, bf, w1, b1, w3, b3, wp, bp, wg, bg, wo, bo) = _cached(block, "w", params, (x.dtype,), build)
     c = x.shape[1]
     # fuse(cat(dw1(x), dw3(x))) as two GEMMs accumulating into one buffer: no concatenation.
@@ -182,6 +203,7 @@ def stream_block(block: StreamBlock, x):
 
 
 # -- window attention ----------------------------------------------------------------------------
+
 
 @functools.lru_cache(maxsize=8)  # interior and edge tile shapes x the two shifts
 def _shared_window_index(h: int, w: int, ws: int, shift: int, batch: int, device):
@@ -228,7 +250,7 @@ def _sdpa_in_chunks(q, k, v, between):
     out = q.new_empty(n, tokens, heads, v.shape[-1]).transpose(1, 2)
     step = max(1, -(-n // SDPA_CHUNKS))
     for i in range(0, n, step):
-        out[i:i + step] = F.scaled_dot_product_attention(q[i:i + step], k[i:i + step], v[i:i + step])
+        out[i : i + step] = F.scaled_dot_product_attention(q[i : i + step], k[i : i + step], v[i : i + step])
         if i + step < n:
             between()
     return out
@@ -290,7 +312,8 @@ def _token_weights(block: ProBlock, dtype):
         return _cast(dtype, wq, bq, k, (v @ wo.t()) * g, _f64(ca.out_proj.bias) * g)
 
     params = [ca.token_dict, norm.scale, norm.bias, block.scale4.gamma] + [
-        p for m in (ca.q_proj, ca.k_proj, ca.v_proj, ca.out_proj) for p in (m.weight, m.bias)]
+        p for m in (ca.q_proj, ca.k_proj, ca.v_proj, ca.out_proj) for p in (m.weight, m.bias)
+    ]
     return _cached(block, "tokens", params, (dtype, ca.scale), build)
 
 
@@ -305,7 +328,7 @@ def pro_block(block: ProBlock, x, between=_no_op):
         x = _attention(block, x, block.norm3, block.window_attn, block.scale3.gamma, between)
         between()
     wq, bq, keys, m, m_bias = _token_weights(block, x.dtype)
-    b, c, h, w = x.shape
+    b, _, h, w = x.shape
     logits = F.linear(F.linear(_flat(_rms_normalise(x, block.norm4.eps)), wq, bq), keys)
     out = torch.addmm(m_bias, torch.softmax(logits, dim=-1), m)
     return _unflat(out.add_(_flat(x)), b, h, w)
@@ -315,6 +338,7 @@ BLOCK_FORWARD = {NanoBlock: nano_block, StreamBlock: stream_block, PhotoBlock: p
 
 
 # -- head: up.0 -> PixelShuffle -> conv_out, and the base path -----------------------------------
+
 
 def _head_weights(model, dtype):
     """conv_out(PS(up0(z))) * gain as one 5x5 conv at LR producing 3*s*s phases (PS order)."""
@@ -336,8 +360,9 @@ def _head_weights(model, dtype):
                     for dx in (-1, 0, 1):
                         ox, pq = divmod(px + dx, s)
                         tap = wo[:, :, dy + 1, dx + 1]  # (Co, C)
-                        kernel[:, py, px, :, oy + 1:oy + 4, ox + 1:ox + 4] += torch.einsum(
-                            "oc,cikl->oikl", tap, wu6[:, pr, pq])
+                        kernel[:, py, px, :, oy + 1 : oy + 4, ox + 1 : ox + 4] += torch.einsum(
+                            "oc,cikl->oikl", tap, wu6[:, pr, pq]
+                        )
                         bias[:, py, px] += tap @ bu3[:, pr, pq]
         g = _f64(model.detail_gain)
         return _cast(dtype, (kernel * g).reshape(co * s * s, cin, 5, 5), (bias * g).reshape(-1))

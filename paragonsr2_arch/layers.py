@@ -130,7 +130,7 @@ class TokenDictionaryCA(nn.Module):
         self.k_proj = nn.Linear(dim, reduced)
         self.v_proj = nn.Linear(dim, dim)
         self.out_proj = nn.Linear(dim, dim)
-        self.scale = reduced ** -0.5
+        self.scale = reduced**-0.5
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape

@@ -56,8 +56,15 @@ def factory_config(variant: str, scale: int, **overrides) -> ParagonSR2Config:
         raise ValueError(f"scale must be a positive integer, got {scale!r}")
     c, groups, blocks, attention, window, gain, alpha = _FACTORY[variant]
     cfg = ParagonSR2Config(
-        variant=variant, scale=scale, num_feat=c, num_groups=groups, num_blocks=blocks,
-        hidden=2 * c, attention=attention, window_size=window, detail_gain=gain,
+        variant=variant,
+        scale=scale,
+        num_feat=c,
+        num_groups=groups,
+        num_blocks=blocks,
+        hidden=2 * c,
+        attention=attention,
+        window_size=window,
+        detail_gain=gain,
         upsampler_alpha=alpha,
     )
     if "num_feat" in overrides and "hidden" not in overrides:
@@ -89,16 +96,23 @@ class ParagonSR2(nn.Module):
             blocks = []
             for i in range(config.num_blocks):
                 b = g * config.num_blocks + i
-                blocks.append(block_cls(
-                    c, config.hidden, attention=config.attention, window_size=config.window_size,
-                    shift=(config.window_size // 2) if b % 2 else 0, num_heads=config.num_heads,
-                    ca_reduced=config.ca_reduced, num_tokens=config.num_tokens,
-                    token_reduced=config.token_reduced,
-                ))
+                blocks.append(
+                    block_cls(
+                        c,
+                        config.hidden,
+                        attention=config.attention,
+                        window_size=config.window_size,
+                        shift=(config.window_size // 2) if b % 2 else 0,
+                        num_heads=config.num_heads,
+                        ca_reduced=config.ca_reduced,
+                        num_tokens=config.num_tokens,
+                        token_reduced=config.token_reduced,
+                    )
+                )
             groups.append(ResidualGroup(blocks))
         self.body = nn.Sequential(*groups)
         self.conv_mid = nn.Conv2d(c, c, 3, padding=1)
-        self.up = nn.Sequential(nn.Conv2d(c, c * config.scale ** 2, 3, padding=1), nn.PixelShuffle(config.scale))
+        self.up = nn.Sequential(nn.Conv2d(c, c * config.scale**2, 3, padding=1), nn.PixelShuffle(config.scale))
         self.conv_out = nn.Conv2d(c, config.in_chans, 3, padding=1)
 
     # -- attributes of the public API -------------------------------------------------------
@@ -197,8 +211,9 @@ class ParagonSR2(nn.Module):
         step()
         return out
 
-    def forward(self, x: torch.Tensor, feature_tap: bool = False, prev_feat: torch.Tensor | None = None,
-                alpha: float = 0.2):
+    def forward(
+        self, x: torch.Tensor, feature_tap: bool = False, prev_feat: torch.Tensor | None = None, alpha: float = 0.2
+    ):
         feat = self.encode(x)
         if prev_feat is not None:
             feat = (1 - alpha) * feat + alpha * prev_feat

@@ -83,8 +83,11 @@ def register(registry=None) -> bool:
             from spandrel import MAIN_REGISTRY as registry
         from spandrel import ArchSupport
     except Exception as exc:  # ImportError, or torchvision failing inside spandrel's import
-        logger.info("ParagonSR2: spandrel not usable (%s: %s); core upscale nodes will not load "
-                    "ParagonSR2 files", type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+        logger.info(
+            "ParagonSR2: spandrel not usable (%s: %s); core upscale nodes will not load ParagonSR2 files",
+            type(exc).__name__,
+            str(exc).splitlines()[0] if str(exc) else "",
+        )
         return False
     if ARCH_ID in registry:
         return True

@@ -18,8 +18,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 PACK = Path(__file__).resolve().parents[1]
-WIDTH, HEIGHT = 160, 96          # even sides (yuv420p); x2 output is 320x192
-SOURCE_WINDOW = (240, 144)       # crop of chelsea.png per frame, downscaled to WIDTH x HEIGHT
+WIDTH, HEIGHT = 160, 96  # even sides (yuv420p); x2 output is 320x192
+SOURCE_WINDOW = (240, 144)  # crop of chelsea.png per frame, downscaled to WIDTH x HEIGHT
 SAMPLE_RATE = 44_100
 TONE_HZ = 440.0
 
@@ -57,7 +57,7 @@ def write_clip(path: Path, count: int = 48, fps: int = 24) -> None:
         samples = tone(count / fps)
         chunk = 1024  # AAC frame size
         for start in range(0, len(samples), chunk):
-            piece = samples[start:start + chunk][None, :]
+            piece = samples[start : start + chunk][None, :]
             frame = av.AudioFrame.from_ndarray(piece, format="flt", layout="mono")
             frame.sample_rate, frame.pts = SAMPLE_RATE, start
             out.mux(audio.encode(frame))

@@ -22,23 +22,24 @@ def _outputs_equal(a, b, x):
 
 # --- round trips ------------------------------------------------------------------------------
 
+
 def _to_legacy_names(state):
     """Inverse of the spec's legacy table, written independently of the loader."""
     out = {}
     for k, v in state.items():
         if k.startswith("base.blur."):
-            k = "base_upsampler.resample_conv." + k[len("base.blur."):]
+            k = "base_upsampler.resample_conv." + k[len("base.blur.") :]
         elif k.startswith("base.sharp."):
-            k = "base_upsampler.sharpen." + k[len("base.sharp."):]
+            k = "base_upsampler.sharpen." + k[len("base.sharp.") :]
         if k.startswith("base_upsampler."):
             k = k.replace(".h.", ".conv_h.").replace(".v.", ".conv_v.")
         if k.startswith("body."):
             k = k.replace(".conv1.", ".net.0.").replace(".dw.", ".net.2.").replace(".conv2.", ".net.4.")
         k = {"detail_gain": "global_detail_gain"}.get(k, k)
         if k.startswith("up.0."):
-            k = "detail_upsampler.up_conv." + k[len("up.0."):]
+            k = "detail_upsampler.up_conv." + k[len("up.0.") :]
         if k.startswith("conv_mid."):
-            k = "conv_fuse." + k[len("conv_mid."):]
+            k = "conv_fuse." + k[len("conv_mid.") :]
         out[k] = v
     return out
 
@@ -54,7 +55,9 @@ def _randomised(arch, variant, scale, **overrides):
 
 
 @pytest.mark.parametrize("variant,scale", [("realtime", 2), ("stream", 3), ("photo", 4), ("pro", 2)])
-@pytest.mark.parametrize("fmt", ["safetensors", "pth_params_ema", "pth_module_prefix", "legacy_names", "ckpt_state_dict"])
+@pytest.mark.parametrize(
+    "fmt", ["safetensors", "pth_params_ema", "pth_module_prefix", "legacy_names", "ckpt_state_dict"]
+)
 def test_round_trip(arch, tmp_path, lr_image, variant, scale, fmt):
     model = _randomised(arch, variant, scale)
     model.upsampler_alpha = 0.25
@@ -93,18 +96,22 @@ def test_upsampler_alpha_from_metadata(arch, tmp_path, lr_image):
     # And the knob changes only the base path: the output moves.
     assert _outputs_equal(plain, arch.load_model(path), lr_image) > 1e-4
     from safetensors import safe_open
+
     with safe_open(str(path), "pt") as f:
         meta = f.metadata()
     assert meta["variant"] == "realtime" and meta["scale"] == "2" and float(meta["upsampler_alpha"]) == 0.3
 
 
-@pytest.mark.parametrize("variant,overrides", [
-    ("photo", dict(num_feat=48, num_groups=3)),
-    ("pro", dict(num_feat=32, num_groups=2, num_blocks=3, attention=False)),
-    ("stream", dict(num_feat=24, num_blocks=5)),
-    ("realtime", dict(num_feat=8, num_blocks=2)),
-    ("photo", dict(attention=False)),
-])
+@pytest.mark.parametrize(
+    "variant,overrides",
+    [
+        ("photo", dict(num_feat=48, num_groups=3)),
+        ("pro", dict(num_feat=32, num_groups=2, num_blocks=3, attention=False)),
+        ("stream", dict(num_feat=24, num_blocks=5)),
+        ("realtime", dict(num_feat=8, num_blocks=2)),
+        ("photo", dict(attention=False)),
+    ],
+)
 def test_non_default_shapes_are_detected(arch, tmp_path, lr_image, variant, overrides):
     model = _randomised(arch, variant, 2, **overrides)
     path = arch.save_model(model, tmp_path / "custom.safetensors")
@@ -133,6 +140,7 @@ def test_fp16_checkpoint_loads_as_float32(arch, tmp_path):
 
 # --- bad files --------------------------------------------------------------------------------
 
+
 class _Sentinel:
     """Unpickling this touches a file: proof of code execution if the file appears."""
 
@@ -158,6 +166,7 @@ def _esrgan_state():
 
 def _reference_state():
     from safetensors.torch import load_file
+
     case = reference_cases()[0]
     return load_file(str(reference_dir() / case["weights"]))
 
@@ -217,8 +226,19 @@ def _write_bad(kind, tmp_path):
     return p, words
 
 
-BAD_KINDS = ["empty", "random_pth", "random_pickle", "jpeg", "random_safetensors", "truncated", "esrgan", "missing_tensor",
-             "extra_tensor", "wrong_shape", "non_tensor"]
+BAD_KINDS = [
+    "empty",
+    "random_pth",
+    "random_pickle",
+    "jpeg",
+    "random_safetensors",
+    "truncated",
+    "esrgan",
+    "missing_tensor",
+    "extra_tensor",
+    "wrong_shape",
+    "non_tensor",
+]
 
 
 @pytest.mark.parametrize("kind", BAD_KINDS)

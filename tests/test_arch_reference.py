@@ -17,12 +17,18 @@ def test_reference_case(reference_case):
     assert model.upsampler_alpha == pytest.approx(reference_case["upsampler_alpha"])
     assert sum(p.numel() for p in model.parameters()) == reference_case["num_parameters"]
     with torch.inference_mode():
-        errors = {"y_single": max_abs(model(io["x0"]), io["y_single"]),
-                  "y_batch": max_abs(model(io["xb"]), io["y_batch"])}
+        errors = {
+            "y_single": max_abs(model(io["x0"]), io["y_single"]),
+            "y_batch": max_abs(model(io["xb"]), io["y_batch"]),
+        }
         out0, feat0 = model(io["x0"], feature_tap=True)
         out1, feat1 = model(io["x1"], feature_tap=True, prev_feat=feat0, alpha=reference_case["temporal_alpha"])
-    errors.update(out0=max_abs(out0, io["out0"]), feat0=max_abs(feat0, io["feat0"]),
-                  out1=max_abs(out1, io["out1"]), feat1=max_abs(feat1, io["feat1"]))
+    errors.update(
+        out0=max_abs(out0, io["out0"]),
+        feat0=max_abs(feat0, io["feat0"]),
+        out1=max_abs(out1, io["out1"]),
+        feat1=max_abs(feat1, io["feat1"]),
+    )
     print(reference_case["case"], json.dumps({k: f"{v:.2e}" for k, v in errors.items()}))
     assert max(errors.values()) <= TOL, errors
 

@@ -15,21 +15,16 @@ from packlib import (
     natural_image,
     reference_case_for,
     run_node,
-    submodule,
 )
-
-chunks = submodule("engines.video.chunks")
-temporal = submodule("engines.video.temporal")
-scene_cuts = submodule("engines.video.scene_cuts")
-torch_engine = submodule("engines.backends.torch_engine")
-video_nodes = submodule("nodes.video_nodes")
-image_nodes = submodule("nodes.image_nodes")
+from paragonsr2_pack.engines.backends import torch_engine
+from paragonsr2_pack.engines.video import chunks, scene_cuts, temporal
+from paragonsr2_pack.nodes import image_nodes, video_nodes
 
 
 def shot(h, w, n, seed):
     """n frames of one scene panning 1 px per frame (no cut inside at the default sensitivity)."""
     big = natural_image(h, w + n, seed=seed)
-    return torch.cat([big[..., t:t + w] for t in range(n)]).permute(0, 2, 3, 1).contiguous()
+    return torch.cat([big[..., t : t + w] for t in range(n)]).permute(0, 2, 3, 1).contiguous()
 
 
 def three_shots(h=24, w=24):
@@ -48,7 +43,7 @@ def test_warmup_is_the_shortest_prefix_whose_remaining_weight_is_below_1e_6(alph
     p = chunks.warmup_frames(alpha)
     assert p == expected
     if alpha:
-        assert alpha ** p <= 1e-6 < alpha ** (p - 1)
+        assert alpha**p <= 1e-6 < alpha ** (p - 1)
 
 
 def test_planner_covers_every_frame_once_and_starts_at_cuts():
@@ -59,8 +54,7 @@ def test_planner_covers_every_frame_once_and_starts_at_cuts():
     assert all(0 < c.frames <= 240 for c in plan)
     # the short shots 0..100, 100..130, 130..140 are packed into one task; the long shot
     # 140..700 is cut into equal parts, not 240 + 240 + a stub
-    assert [(c.start, c.end) for c in plan] == [(0, 140), (140, 327), (327, 513), (513, 700),
-                                                 (700, 850), (850, 1000)]
+    assert [(c.start, c.end) for c in plan] == [(0, 140), (140, 327), (327, 513), (513, 700), (700, 850), (850, 1000)]
     assert [c.restart for c in plan] == [True, True, False, False, True, False]
     h = chunks.history_frames()
     for c in plan:  # at a cut only the cut detector's history; mid-shot 9 warm-up frames more at alpha 0.2
@@ -82,7 +76,7 @@ def test_cut_finder_matches_the_runner(engine):
     frames = three_shots()
     finder = chunks.CutFinder(scene_cuts.DEFAULT_SENSITIVITY)
     for i in range(0, frames.shape[0], 7):  # odd batch size: cuts across batch borders
-        finder.add(frames[i:i + 7])
+        finder.add(frames[i : i + 7])
     assert finder.frames == 41 and finder.cuts == [5, 35]
 
 
@@ -91,17 +85,18 @@ def test_state_at_frame_equals_the_runners_state(engine, motion_adaptive):
     frames = three_shots()[:14]
     key = "k"
     _, expected = temporal.upscale_video(engine, frames, motion_adaptive=motion_adaptive, model_key=key)
-    got = chunks.state_at_frame(frames, temporal_strength=0.2, motion_adaptive=motion_adaptive,
-                                signature=(key, 24, 24))
+    got = chunks.state_at_frame(frames, temporal_strength=0.2, motion_adaptive=motion_adaptive, signature=(key, 24, 24))
     assert torch.equal(got.blended, expected.blended)
     assert torch.equal(got.last_thumb, expected.last_thumb)
     assert torch.equal(got.last_frame, expected.last_frame)
     assert got.frames_seen == expected.frames_seen == 14
     # and it continues a state like upscale_video does
-    half = chunks.state_at_frame(frames[:6], temporal_strength=0.2, motion_adaptive=motion_adaptive,
-                                 signature=(key, 24, 24))
-    rest = chunks.state_at_frame(frames[6:], temporal_strength=0.2, motion_adaptive=motion_adaptive,
-                                 signature=(key, 24, 24), state=half)
+    half = chunks.state_at_frame(
+        frames[:6], temporal_strength=0.2, motion_adaptive=motion_adaptive, signature=(key, 24, 24)
+    )
+    rest = chunks.state_at_frame(
+        frames[6:], temporal_strength=0.2, motion_adaptive=motion_adaptive, signature=(key, 24, 24), state=half
+    )
     assert torch.equal(rest.blended, expected.blended) and rest.frames_seen == 14
 
 
@@ -125,9 +120,13 @@ def test_chunked_run_equals_one_run(engine, alpha, motion_adaptive):
     for c in plan:
         state = None
         if c.warmup:
-            state = chunks.state_at_frame(frames[c.decode_start:c.start], temporal_strength=alpha,
-                                          motion_adaptive=motion_adaptive, signature=("k", 24, 24))
-        out, _ = temporal.upscale_video(engine, frames[c.start:c.end], state=state, **options)
+            state = chunks.state_at_frame(
+                frames[c.decode_start : c.start],
+                temporal_strength=alpha,
+                motion_adaptive=motion_adaptive,
+                signature=("k", 24, 24),
+            )
+        out, _ = temporal.upscale_video(engine, frames[c.start : c.end], state=state, **options)
         parts.append(out)
     joined = torch.cat(parts)
     assert joined.shape == whole.shape
@@ -143,10 +142,10 @@ def test_warmup_error_is_within_the_bound(engine):
     alpha = 0.5
     true = chunks.state_at_frame(frames[:30], temporal_strength=alpha, signature=("k", 24, 24))
     p = chunks.warmup_frames(alpha)
-    approx = chunks.state_at_frame(frames[30 - p:30], temporal_strength=alpha, signature=("k", 24, 24))
+    approx = chunks.state_at_frame(frames[30 - p : 30], temporal_strength=alpha, signature=("k", 24, 24))
     err = max_abs(true.blended, approx.blended)
-    assert 0 < err <= alpha ** p + 1e-7
-    short = chunks.state_at_frame(frames[30 - 3:30], temporal_strength=alpha, signature=("k", 24, 24))
+    assert 0 < err <= alpha**p + 1e-7
+    short = chunks.state_at_frame(frames[30 - 3 : 30], temporal_strength=alpha, signature=("k", 24, 24))
     assert max_abs(true.blended, short.blended) > 10 * err  # the prefix length is what matters
 
 
@@ -172,7 +171,7 @@ def test_node_two_ranges_with_start_frame_equal_one_run(loaded):
     assert w == 18 and k - w > 5  # a real warm-up inside the shot
     whole, _ = run_node(Node, model=loaded, frames=frames, temporal_strength=alpha)
     a, _ = run_node(Node, model=loaded, frames=frames[:k], temporal_strength=alpha)
-    b, state = run_node(Node, model=loaded, frames=frames[k - w:], temporal_strength=alpha, start_frame=w)
+    b, state = run_node(Node, model=loaded, frames=frames[k - w :], temporal_strength=alpha, start_frame=w)
     assert a.shape[0] == k and b.shape[0] == n - k
     assert state.frames_seen == n - k + w
     joined = torch.cat([a, b])

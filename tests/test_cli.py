@@ -8,11 +8,11 @@ import pytest
 import torch
 from PIL import Image
 
-from packlib import PACK_ROOT, submodule
+from packlib import PACK_ROOT
+from paragonsr2_pack import cli
+from paragonsr2_pack.engines.backends import torch_engine
+from paragonsr2_pack.engines.tiling import runner as tiling
 
-cli = submodule("cli")
-tiling = submodule("engines.tiling.runner")
-torch_engine = submodule("engines.backends.torch_engine")
 SAMPLE = PACK_ROOT / "assets" / "chelsea.png"
 
 
@@ -46,9 +46,24 @@ def library_result(model_path, image_path, arch):
 def test_launcher_upscales_an_image_like_the_library(tmp_path, small_image, model_file, arch):
     out = tmp_path / "out" / "cat_x2.png"
     result = subprocess.run(
-        [sys.executable, str(PACK_ROOT / "paragonsr2.py"), str(small_image), "-o", str(out),
-         "--model", str(model_file), "--device", "cpu", "--tile", "32", "--quiet"],
-        capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            str(PACK_ROOT / "paragonsr2.py"),
+            str(small_image),
+            "-o",
+            str(out),
+            "--model",
+            str(model_file),
+            "--device",
+            "cpu",
+            "--tile",
+            "32",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     assert str(out) in result.stdout and " s" in result.stdout
     with Image.open(out) as im:
@@ -60,8 +75,19 @@ def test_launcher_upscales_an_image_like_the_library(tmp_path, small_image, mode
 
 def test_never_overwrites_the_input(tmp_path, small_image, model_file):
     before = small_image.read_bytes()
-    code = cli.main([str(small_image), "-o", str(small_image), "--model", str(model_file), "--overwrite",
-                     "--device", "cpu", "--quiet"])
+    code = cli.main(
+        [
+            str(small_image),
+            "-o",
+            str(small_image),
+            "--model",
+            str(model_file),
+            "--overwrite",
+            "--device",
+            "cpu",
+            "--quiet",
+        ]
+    )
     assert code != 0
     assert small_image.read_bytes() == before
 
@@ -124,8 +150,20 @@ def test_video_file_is_upscaled_frame_by_frame(tmp_path, small_image, model_file
     av = pytest.importorskip("av", reason="PyAV (pip install av) is needed for video files")
     frames = _write_test_video(tmp_path / "clip.mp4", small_image)
     out = tmp_path / "clip_x2.mp4"
-    code = cli.main([str(tmp_path / "clip.mp4"), "-o", str(out), "--model", str(model_file), "--device", "cpu",
-                     "--quiet", "--frames-per-chunk", "2"])
+    code = cli.main(
+        [
+            str(tmp_path / "clip.mp4"),
+            "-o",
+            str(out),
+            "--model",
+            str(model_file),
+            "--device",
+            "cpu",
+            "--quiet",
+            "--frames-per-chunk",
+            "2",
+        ]
+    )
     assert code == 0
     with av.open(str(out)) as container:
         decoded = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
@@ -135,6 +173,7 @@ def test_video_file_is_upscaled_frame_by_frame(tmp_path, small_image, model_file
 
 def _write_test_video(path, image_path, frames=5):
     import av
+
     with Image.open(image_path) as im:
         rgb = np.asarray(im.convert("RGB"))
     with av.open(str(path), mode="w") as container:
@@ -177,10 +216,13 @@ def test_build_trt_without_a_gpu_says_what_is_missing(model_file, tmp_path, caps
     assert not list(tmp_path.rglob("*.engine"))
 
 
-@pytest.mark.parametrize("value,message", [("2.5", "sharpness 2.5 is outside 0..2"), ("-0.1", "outside 0..2"),
-                                           ("sharp", "must be 'auto' or a number")])
-def test_sharpness_outside_what_the_loader_node_accepts_is_refused(tmp_path, small_image, model_file, capsys,
-                                                                   value, message):
+@pytest.mark.parametrize(
+    "value,message",
+    [("2.5", "sharpness 2.5 is outside 0..2"), ("-0.1", "outside 0..2"), ("sharp", "must be 'auto' or a number")],
+)
+def test_sharpness_outside_what_the_loader_node_accepts_is_refused(
+    tmp_path, small_image, model_file, capsys, value, message
+):
     with pytest.raises(SystemExit) as exc:
         cli.main([str(small_image), "--model", str(model_file), "--sharpness", value, "--quiet"])
     assert exc.value.code == 2
@@ -191,9 +233,23 @@ def test_sharpness_outside_what_the_loader_node_accepts_is_refused(tmp_path, sma
 
 def test_sharpness_in_range_reaches_the_model(tmp_path, small_image, model_file):
     out = tmp_path / "sharp.png"
-    assert cli.main([str(small_image), "-o", str(out), "--model", str(model_file), "--sharpness", "2",
-                     "--device", "cpu", "--quiet"]) == 0
+    assert (
+        cli.main(
+            [
+                str(small_image),
+                "-o",
+                str(out),
+                "--model",
+                str(model_file),
+                "--sharpness",
+                "2",
+                "--device",
+                "cpu",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     plain = tmp_path / "plain.png"
-    assert cli.main([str(small_image), "-o", str(plain), "--model", str(model_file), "--device", "cpu",
-                     "--quiet"]) == 0
+    assert cli.main([str(small_image), "-o", str(plain), "--model", str(model_file), "--device", "cpu", "--quiet"]) == 0
     assert out.read_bytes() != plain.read_bytes()

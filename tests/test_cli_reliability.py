@@ -16,12 +16,11 @@ import pytest
 import torch
 from PIL import Image
 
-from packlib import PACK_ROOT, submodule
+from packlib import PACK_ROOT
+from paragonsr2_pack import cli
+from paragonsr2_pack.cli import image_io, video_io
+from paragonsr2_pack.engines.runtime import files
 
-cli = submodule("cli")
-files = submodule("engines.runtime.files")
-image_io = submodule("cli.image_io")
-video_io = submodule("cli.video_io")
 DEMO_MODEL = PACK_ROOT / "models" / "ParagonSR2_realtime_x2_demo.safetensors"
 LAUNCHER = PACK_ROOT / "paragonsr2.py"
 CLASS_NAME = re.compile(r"\b[A-Z][A-Za-z]*(Error|Exception)\b|Traceback|Errno")
@@ -87,8 +86,9 @@ def test_atomic_output_without_overwrite_never_replaces_a_file_that_appeared(tmp
 
 
 def test_litter_of_a_killed_process_is_swept_but_live_writes_are_not(tmp_path):
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                          text=True).stdout.strip()
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    ).stdout.strip()
     stale = tmp_path / f".a.png.{dead}-abc123.partial.png"
     live = tmp_path / f".b.png.{os.getpid()}-def456.partial.png"
     stale.write_bytes(b"x")
@@ -122,7 +122,7 @@ def _write_modes(folder: Path) -> dict:
     out["grey8.png"] = g
     Image.fromarray((g * 255).round().astype(np.uint8)).convert("P").save(folder / "palette.png")
     out["palette.png"] = g
-    bw = (g > 0.5)
+    bw = g > 0.5
     Image.fromarray(bw).save(folder / "bilevel.png")  # mode 1
     out["bilevel.png"] = bw.astype(np.float64)
     return out
@@ -154,11 +154,17 @@ def test_grey_alpha_palette_alpha_rgba_and_cmyk(tmp_path):
     assert any("CMYK" in n for n in cmyk.notes)
 
 
-@pytest.mark.parametrize("name,suffix,mode,peak", [
-    ("grey16.png", ".png", "I;16", 65535), ("grey16.png", ".tif", "I;16", 65535),
-    ("float.tif", ".tif", "F", 1.0), ("float.tif", ".png", "I;16", 65535), ("grey16.png", ".jpg", "L", 255)])
-def test_sixteen_bit_grey_and_float_tiff_come_out_as_they_look(tmp_path, model_file, capsys, name, suffix, mode,
-                                                              peak):
+@pytest.mark.parametrize(
+    "name,suffix,mode,peak",
+    [
+        ("grey16.png", ".png", "I;16", 65535),
+        ("grey16.png", ".tif", "I;16", 65535),
+        ("float.tif", ".tif", "F", 1.0),
+        ("float.tif", ".png", "I;16", 65535),
+        ("grey16.png", ".jpg", "L", 255),
+    ],
+)
+def test_sixteen_bit_grey_and_float_tiff_come_out_as_they_look(tmp_path, model_file, capsys, name, suffix, mode, peak):
     """Before: the I;16 PNG came out almost white, the 0..1 float TIFF black (exit 0 both).
     Now they look like their input, at 16 bits (or float) where the output format holds it."""
     _write_modes(tmp_path)
@@ -204,7 +210,7 @@ def _animation(path: Path, n=4, durations=(40, 120, 200, 80)):
     frames = []
     for i in range(n):
         arr = np.zeros((24, 32, 3), np.uint8)
-        arr[:, i * 8:(i + 1) * 8] = (250, 250, 250)  # a bar that moves: frames are different
+        arr[:, i * 8 : (i + 1) * 8] = (250, 250, 250)  # a bar that moves: frames are different
         frames.append(Image.fromarray(arr))
     extra = {"lossless": True} if path.suffix == ".webp" else {}
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=list(durations[:n]), loop=0, **extra)
@@ -217,8 +223,9 @@ def test_animations_keep_every_frame_and_its_timing(tmp_path, model_file, suffix
     src = tmp_path / f"anim{suffix}"
     durations = _animation(src)
     out = tmp_path / f"anim_x2{suffix}"
-    assert run_cli([src, "-o", out, "--model", model_file, "--device", "cpu", "--quiet",
-                    "--temporal-strength", "0"]) == 0
+    assert (
+        run_cli([src, "-o", out, "--model", model_file, "--device", "cpu", "--quiet", "--temporal-strength", "0"]) == 0
+    )
     with Image.open(out) as im:
         assert im.n_frames == 4 and im.size == (64, 48)
         got_durations, bars = [], []
@@ -252,14 +259,14 @@ def write_clip(path: Path, frames=12, size=(48, 32), audio=True, rate=10):
             sound.layout = "mono"
         for i in range(frames):
             arr = np.zeros((h, w, 3), np.uint8)
-            arr[:, (i * 4) % w:(i * 4) % w + 8] = 255
+            arr[:, (i * 4) % w : (i * 4) % w + 8] = 255
             for packet in video.encode(av.VideoFrame.from_ndarray(arr, format="rgb24")):
                 container.mux(packet)
         if sound is not None:
             samples = int(44100 * frames / rate)
             tone = (0.3 * np.sin(np.arange(samples) / 44100 * 2 * np.pi * 440)).astype(np.float32)
             for start in range(0, samples, 1024):
-                block = tone[start:start + 1024][None]
+                block = tone[start : start + 1024][None]
                 frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(block), format="fltp", layout="mono")
                 frame.sample_rate, frame.pts = 44100, start
                 for packet in sound.encode(frame):
@@ -290,8 +297,9 @@ def test_video_audio_is_copied_into_the_output(tmp_path, model_file, suffix, cap
     pytest.importorskip("av", reason="PyAV (pip install av) is needed for video files")
     src = write_clip(tmp_path / "talk.mp4")
     out = tmp_path / f"talk_x2{suffix}"
-    assert run_cli([src, "-o", out, "--model", model_file, "--device", "cpu", "--quiet",
-                    "--frames-per-chunk", "5"]) == 0
+    assert (
+        run_cli([src, "-o", out, "--model", model_file, "--device", "cpu", "--quiet", "--frames-per-chunk", "5"]) == 0
+    )
     got, source = probe(out), probe(src)
     assert got["frames"] == 12 and got["streams"]["audio"] == "aac"
     assert got["audio_samples"] == source["audio_samples"]  # copied, not re-encoded or cut
@@ -331,8 +339,7 @@ def test_remux_joins_segments_with_the_source_audio_without_reencoding(tmp_path)
         video_io.remux([first, second], src, out)
 
 
-def test_subtitles_are_copied_where_the_container_holds_them_and_dropped_aloud_elsewhere(tmp_path, model_file,
-                                                                                          capsys):
+def test_subtitles_are_copied_where_the_container_holds_them_and_dropped_aloud_elsewhere(tmp_path, model_file, capsys):
     av = pytest.importorskip("av", reason="PyAV (pip install av) is needed for video files")
     srt = tmp_path / "talk.srt"
     srt.write_text("1\n00:00:00,100 --> 00:00:00,600\nHello there\n\n2\n00:00:00,700 --> 00:00:01,000\nBye\n")
@@ -351,13 +358,16 @@ def test_subtitles_are_copied_where_the_container_holds_them_and_dropped_aloud_e
 
 
 # -- refused before any work: exit 2, one line, no internals -----------------------------------------
-@pytest.mark.parametrize("option,value,message", [
-    ("--temporal-strength", "1.5", "1.5 is outside 0..0.95"),
-    ("--frames-per-chunk", "0", "0 is outside 1..4096"),
-    ("--scene-cut-sensitivity", "5", "5 is outside 0..1"),
-    ("--tile", "-1", "-1 is outside 16..16384 or 0"),
-    ("--tile", "abc", "'abc' is not an integer"),
-])
+@pytest.mark.parametrize(
+    "option,value,message",
+    [
+        ("--temporal-strength", "1.5", "1.5 is outside 0..0.95"),
+        ("--frames-per-chunk", "0", "0 is outside 1..4096"),
+        ("--scene-cut-sensitivity", "5", "5 is outside 0..1"),
+        ("--tile", "-1", "-1 is outside 16..16384 or 0"),
+        ("--tile", "abc", "'abc' is not an integer"),
+    ],
+)
 def test_numeric_options_out_of_range_are_refused(tmp_path, option, value, message, capsys):
     """Before: --temporal-strength 1.5 gave rc 1 with 'ValueError:'; the others ran silently."""
     src = tmp_path / "a.png"
@@ -423,8 +433,7 @@ def test_a_python_without_torch_gets_one_line_saying_which_interpreter_to_use(tm
     src = tmp_path / "a.png"
     Image.new("RGB", (8, 8)).save(src)
     # -S: no site-packages, so this very interpreter has no torch (a real "wrong Python").
-    result = subprocess.run([sys.executable, "-S", str(LAUNCHER), str(src)], capture_output=True, text=True,
-                            timeout=60)
+    result = subprocess.run([sys.executable, "-S", str(LAUNCHER), str(src)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "has no torch" in result.stderr
     assert "setup_env.sh" in result.stderr or "python" in result.stderr.split(";")[1]
@@ -461,8 +470,14 @@ def test_folder_refuses_existing_outputs_unless_told_and_skip_existing_does_the_
 # -- real signals to a real process ---------------------------------------------------------------
 def _launch(args, tmp_path):
     env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
-    return subprocess.Popen([sys.executable, str(LAUNCHER), *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    return subprocess.Popen(
+        [sys.executable, str(LAUNCHER), *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
 
 
 def _wait_for(predicate, proc, timeout=120.0):
@@ -485,8 +500,9 @@ def test_signal_mid_video_leaves_nothing_and_the_rerun_is_not_blocked(tmp_path, 
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     out = out_dir / "long_x2.mp4"
-    proc = _launch([long_clip, "-o", out, "--device", "cpu", "--quiet", "--frames-per-chunk", "4",
-                    "--model", DEMO_MODEL], tmp_path)
+    proc = _launch(
+        [long_clip, "-o", out, "--device", "cpu", "--quiet", "--frames-per-chunk", "4", "--model", DEMO_MODEL], tmp_path
+    )
     started = _wait_for(lambda: any(p.stat().st_size > 0 for p in out_dir.iterdir()), proc)
     time.sleep(0.5)  # well inside the run: frames are being upscaled and encoded
     assert started and proc.poll() is None, proc.communicate()
@@ -508,8 +524,10 @@ def test_ctrl_c_while_a_png_is_saved_leaves_no_litter(tmp_path):
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     for _attempt in range(3):
-        proc = _launch([src, "-o", out_dir / "big_x2.png", "--device", "cpu", "--quiet", "--tile", "512",
-                        "--model", DEMO_MODEL], tmp_path)
+        proc = _launch(
+            [src, "-o", out_dir / "big_x2.png", "--device", "cpu", "--quiet", "--tile", "512", "--model", DEMO_MODEL],
+            tmp_path,
+        )
         # The temporary file appears only when saving starts (the upscale comes first).
         _wait_for(lambda: any(p.stat().st_size > 0 for p in out_dir.iterdir()), proc, timeout=300)
         proc.send_signal(signal.SIGINT)
@@ -535,9 +553,24 @@ def test_ctrl_c_in_a_folder_reports_what_is_finished_and_the_rerun_does_the_rest
     finished = sorted(p.name for p in out.iterdir())
     assert leftovers(out) == [] and finished and "f5.png" not in finished
     assert "finished: f0.png" in err and "not finished (no file written):" in err and "--skip-existing" in err
-    result = subprocess.run([sys.executable, str(LAUNCHER), str(folder), "-o", str(out), "--skip-existing",
-                             "--device", "cpu", "--quiet", "--model", str(DEMO_MODEL)],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(LAUNCHER),
+            str(folder),
+            "-o",
+            str(out),
+            "--skip-existing",
+            "--device",
+            "cpu",
+            "--quiet",
+            "--model",
+            str(DEMO_MODEL),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     assert f"skipping {len(finished)} image(s)" in result.stdout
     assert sorted(p.name for p in out.iterdir()) == [f"f{i}.png" for i in range(6)]

@@ -23,8 +23,8 @@ from packlib import (
     run_node,
     submodule,
 )
+from paragonsr2_pack.engines.tiling import sizing
 
-sizing = submodule("engines.tiling.sizing")
 STANDIN = Path(__file__).resolve().parent / "comfy_standin"
 IN_COMFY = "paragonsr2_pack_managed"
 STANDIN_MODULES = ("comfy", "folder_paths", IN_COMFY)
@@ -50,8 +50,10 @@ def comfy(tmp_path_factory, realtime):
 
         (base / "models" / "paragonsr2").mkdir(parents=True, exist_ok=True)
         submodule("paragonsr2_arch").save_model(realtime, base / "models" / "paragonsr2" / "rt.safetensors")
-        mods = {name: sys.modules[f"{IN_COMFY}.nodes.{name}"]
-                for name in ("image_nodes", "video_nodes", "shared", "managed", "comfy_bridge")}
+        mods = {
+            name: sys.modules[f"{IN_COMFY}.nodes.{name}"]
+            for name in ("image_nodes", "video_nodes", "shared", "managed", "comfy_bridge")
+        }
         yield dict(mm=mm, **mods)
     finally:
         sys.path.remove(str(STANDIN))
@@ -121,8 +123,9 @@ def test_video_upscale_loads_through_the_manager_too(comfy):
 
 
 def test_loader_output_carries_a_patcher_for_current_core_nodes(comfy):
-    pytest.importorskip("spandrel", reason="spandrel (UPSCALE_MODEL) is not installed here; "
-                                           ".ci/run's spandrel environment has it")
+    pytest.importorskip(
+        "spandrel", reason="spandrel (UPSCALE_MODEL) is not installed here; .ci/run's spandrel environment has it"
+    )
     _, descriptor = run_node(comfy["image_nodes"].ParagonSR2Loader, model_name="rt.safetensors")
     assert descriptor.patcher.model is descriptor.model
     assert descriptor.patcher.load_device == torch.device("cpu") == descriptor.patcher.offload_device
@@ -143,6 +146,7 @@ def test_a_device_from_another_machine_validates_and_falls_back(comfy, caplog, n
 
 # -- VHS meta batch: the state across prompts ---------------------------------------------------
 
+
 class MetaBatchManager:
     """What our node reads of VHS's Meta Batch Manager object: its node id (``unique_id``)."""
 
@@ -156,15 +160,17 @@ def _prompt(manager, requeue):
 
 
 def test_meta_batch_state_continues_only_the_next_batch_of_the_same_run(caplog):
-    video_nodes = submodule("nodes.video_nodes")
+    from paragonsr2_pack.nodes import video_nodes
+
     handle = submodule("nodes.shared").load_model_handle("(bundled) ParagonSR2_realtime_x2_demo.safetensors")
     frames = bhwc(natural_image(24, 32, seed=7, batch=6))
     node = video_nodes.ParagonSR2VideoUpscale
 
     def run(part, manager, requeue, node_id="9"):
         # prompt and unique_id are hidden inputs: ComfyUI passes them besides the widgets
-        args = node_defaults(node, model=handle, frames=part, temporal_strength=0.6, scene_cut_sensitivity=0.0,
-                             meta_batch=manager)
+        args = node_defaults(
+            node, model=handle, frames=part, temporal_strength=0.6, scene_cut_sensitivity=0.0, meta_batch=manager
+        )
         return node().upscale(**args, prompt=_prompt(manager, requeue), unique_id=node_id)[0]
 
     whole = run_node(node, model=handle, frames=frames, temporal_strength=0.6, scene_cut_sensitivity=0.0)[0]

@@ -9,7 +9,7 @@ import torch
 from packlib import PACK_ROOT, psnr
 
 sys.path.insert(0, str(PACK_ROOT / "training"))
-import demo_data  # noqa: E402
+import demo_data
 
 DEMO = PACK_ROOT / "models" / "ParagonSR2_realtime_x2_demo.safetensors"
 

@@ -20,7 +20,8 @@ import pytest
 import torch
 from PIL import Image
 
-from packlib import PACK_ROOT, natural_image, submodule
+from packlib import PACK_ROOT, natural_image
+from paragonsr2_pack import cli
 
 try:
     import av
@@ -30,6 +31,7 @@ try:
     import psutil
 except ImportError:
     psutil = None
+
 
 def _ray_skip_reason() -> str | None:
     """Why the Ray tests cannot run here, or None.
@@ -47,8 +49,10 @@ def _ray_skip_reason() -> str | None:
 
     address = get_node_ip_address()
     if not address.startswith("127."):
-        return (f"Ray would bind to {address}, not loopback: run these tests through scripts/test.sh "
-                "(a private network namespace) or set PARAGONSR2_RAY_ANY_ADDRESS=1")
+        return (
+            f"Ray would bind to {address}, not loopback: run these tests through scripts/test.sh "
+            "(a private network namespace) or set PARAGONSR2_RAY_ANY_ADDRESS=1"
+        )
     return None
 
 
@@ -57,7 +61,7 @@ needs_ray = pytest.mark.skipif(_RAY_SKIP is not None, reason=_RAY_SKIP or "")
 needs_av = pytest.mark.skipif(av is None, reason="PyAV is not installed; the video tests need it")
 needs_psutil = pytest.mark.skipif(psutil is None, reason="psutil finds the Ray worker processes to kill or wait for")
 
-cli = submodule("cli")
+
 LAUNCHER = [sys.executable, str(PACK_ROOT / "paragonsr2.py")]
 RUN_TIMEOUT = 400
 
@@ -73,7 +77,7 @@ def model_file(tmp_path_factory, arch):
 
 def _shot(h, w, n, seed):
     big = natural_image(h, w + 2 * n, seed=seed)
-    return torch.cat([big[..., 2 * t:2 * t + w] for t in range(n)]).permute(0, 2, 3, 1)
+    return torch.cat([big[..., 2 * t : 2 * t + w] for t in range(n)]).permute(0, 2, 3, 1)
 
 
 def make_clip(path: Path, lengths=(8, 26, 8), h=40, w=48, rate=24) -> int:
@@ -94,7 +98,7 @@ def make_clip(path: Path, lengths=(8, 26, 8), h=40, w=48, rate=24) -> int:
         for packet in video.encode():
             out.mux(packet)
         for i in range(0, samples, 1024):
-            frame = av.AudioFrame.from_ndarray(np.stack([pcm[i:i + 1024]] * 2), format="fltp", layout="stereo")
+            frame = av.AudioFrame.from_ndarray(np.stack([pcm[i : i + 1024]] * 2), format="fltp", layout="stereo")
             frame.sample_rate, frame.pts = 48000, i
             for packet in audio.encode(frame):
                 out.mux(packet)
@@ -185,8 +189,22 @@ def test_video_chunks_on_two_workers_equal_one_process(tmp_path, model_file):
     n = make_clip(clip)
     common = ["--model", str(model_file), "--device", "cpu", "--lossless"]
     single_process([str(clip), "-o", str(tmp_path / "single.mp4")] + common)
-    result = cli_run(["upscale", str(clip), "-o", str(tmp_path / "ray.mp4"), "--workers", "2",
-                      "--chunk-frames", "10", "--transfer", "stream", "--quiet"] + common)
+    result = cli_run(
+        [
+            "upscale",
+            str(clip),
+            "-o",
+            str(tmp_path / "ray.mp4"),
+            "--workers",
+            "2",
+            "--chunk-frames",
+            "10",
+            "--transfer",
+            "stream",
+            "--quiet",
+        ]
+        + common
+    )
     assert f"{n} frames, 2 scene cut(s), 5 chunk(s)" in result.stdout, result.stdout
     assert "transfer: stream" in result.stdout and "scanned (by the workers)" in result.stdout
     assert "frames/s" in result.stdout  # the per-worker summary
@@ -203,9 +221,14 @@ def test_killed_worker_is_retried_with_the_same_output(tmp_path, model_file):
     n = make_clip(clip, h=144, w=176)  # chunk tasks of about a second: time to kill one mid-task
     common = ["--model", str(model_file), "--device", "cpu", "--lossless"]
     single_process([str(clip), "-o", str(tmp_path / "single.mp4")] + common)
-    proc = subprocess.Popen(LAUNCHER + ["upscale", str(clip), "-o", str(tmp_path / "ray.mp4"), "--workers", "2",
-                                        "--chunk-frames", "10", "--quiet"] + common,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        LAUNCHER
+        + ["upscale", str(clip), "-o", str(tmp_path / "ray.mp4"), "--workers", "2", "--chunk-frames", "10", "--quiet"]
+        + common,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         # At once: its segment file is open, so it is mid-task (on an idle machine a chunk task
         # can finish within a few tenths of a second).
@@ -230,10 +253,27 @@ def test_ctrl_c_cancels_and_leaves_no_partial_output(tmp_path, model_file):
     make_clip(clip, h=96, w=112)
     out_dir = tmp_path / "out"
     out_dir.mkdir()
-    proc = subprocess.Popen(LAUNCHER + ["upscale", str(clip), "-o", str(out_dir / "ray.mp4"), "--workers", "2",
-                                        "--chunk-frames", "10", "--quiet", "--model", str(model_file),
-                                        "--device", "cpu"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        LAUNCHER
+        + [
+            "upscale",
+            str(clip),
+            "-o",
+            str(out_dir / "ray.mp4"),
+            "--workers",
+            "2",
+            "--chunk-frames",
+            "10",
+            "--quiet",
+            "--model",
+            str(model_file),
+            "--device",
+            "cpu",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         driver = psutil.Process(proc.pid)
         tasks = wait_for_chunk_task(driver, proc, out_dir)
@@ -261,15 +301,47 @@ def test_everything_else_works_without_ray(tmp_path, model_file):
         f"import runpy; sys.argv = [{str(PACK_ROOT / 'paragonsr2.py')!r}] + sys.argv[1:]\n"
         f"runpy.run_path(sys.argv[0], run_name='__main__')\n"
     )
-    plain = subprocess.run([sys.executable, "-c", code, str(image), "-o", str(tmp_path / "a.png"), "--model",
-                            str(model_file), "--device", "cpu", "--quiet"], capture_output=True, text=True, timeout=300)
+    plain = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code,
+            str(image),
+            "-o",
+            str(tmp_path / "a.png"),
+            "--model",
+            str(model_file),
+            "--device",
+            "cpu",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert plain.returncode == 0, plain.stderr
     assert (tmp_path / "a.png").is_file()
     folder = tmp_path / "folder"
     folder.mkdir()
     image.rename(folder / "cat.png")
-    refused = subprocess.run([sys.executable, "-c", code, str(folder), "-o", str(tmp_path / "b"), "--workers", "2",
-                              "--model", str(model_file), "--quiet"], capture_output=True, text=True, timeout=300)
+    refused = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code,
+            str(folder),
+            "-o",
+            str(tmp_path / "b"),
+            "--workers",
+            "2",
+            "--model",
+            str(model_file),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert refused.returncode == 1 and "pip install ray" in refused.stderr, refused.stderr
     assert not (tmp_path / "b").exists() or not any((tmp_path / "b").iterdir())
 
@@ -292,9 +364,24 @@ def test_joins_an_existing_cluster(tmp_path, model_file):
     port = _free_port()
     log = tmp_path / "head.log"
     with open(log, "w") as sink:  # a file, not a pipe: nobody has to keep reading it
-        head = subprocess.Popen([str(ray_cli), "start", "--head", "--port", str(port), "--num-cpus", "2",
-                                 "--include-dashboard", "false", "--disable-usage-stats", "--block"],
-                                stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+        head = subprocess.Popen(
+            [
+                str(ray_cli),
+                "start",
+                "--head",
+                "--port",
+                str(port),
+                "--num-cpus",
+                "2",
+                "--include-dashboard",
+                "false",
+                "--disable-usage-stats",
+                "--block",
+            ],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         address, deadline = None, time.monotonic() + 120
         while address is None and time.monotonic() < deadline and head.poll() is None:
@@ -310,8 +397,9 @@ def test_joins_an_existing_cluster(tmp_path, model_file):
                 im.convert("RGB").crop((30 * i, 10, 30 * i + 40, 42)).save(src / f"f{i}.png")
         common = ["--model", str(model_file), "--device", "cpu"]
         single_process([str(src), "-o", str(tmp_path / "single")] + common)
-        result = cli_run(["upscale", str(src), "-o", str(tmp_path / "ray"), "--ray-address", address, "--quiet"]
-                         + common)
+        result = cli_run(
+            ["upscale", str(src), "-o", str(tmp_path / "ray"), "--ray-address", address, "--quiet"] + common
+        )
         assert "transfer: shared" in result.stdout  # every node of the cluster is this machine
         for i in range(3):
             assert (tmp_path / "ray" / f"f{i}.png").read_bytes() == (tmp_path / "single" / f"f{i}.png").read_bytes()

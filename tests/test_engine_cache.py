@@ -10,9 +10,7 @@ import os
 import pytest
 import torch
 
-from packlib import submodule
-
-ec = submodule("engines.backends.engine_cache")
+from paragonsr2_pack.engines.backends import engine_cache as ec
 
 FACTS = dict(tensorrt_version="10.13.0", gpu_name="NVIDIA GeForce RTX 4090", compute_capability="8.9", video=False)
 
@@ -20,7 +18,8 @@ FACTS = dict(tensorrt_version="10.13.0", gpu_name="NVIDIA GeForce RTX 4090", com
 @pytest.fixture(scope="module")
 def graphs(arch):
     pytest.importorskip("onnx")
-    ox = submodule("engines.backends.onnx_export")
+    from paragonsr2_pack.engines.backends import onnx_export as ox
+
     model = arch.build_model("realtime", 2)
     other = arch.build_model("realtime", 2)
     with torch.no_grad():
@@ -29,9 +28,12 @@ def graphs(arch):
     sharper.load_state_dict(model.state_dict())
     sharper.upsampler_alpha = 0.5
     return {
-        "base": ox.export_onnx(model), "base_again": ox.export_onnx(model),
-        "weights": ox.export_onnx(other), "fp16": ox.export_onnx(model, precision="fp16"),
-        "video": ox.export_onnx(model, video=True), "sharpness": ox.export_onnx(sharper),
+        "base": ox.export_onnx(model),
+        "base_again": ox.export_onnx(model),
+        "weights": ox.export_onnx(other),
+        "fp16": ox.export_onnx(model, precision="fp16"),
+        "video": ox.export_onnx(model, video=True),
+        "sharpness": ox.export_onnx(sharper),
     }
 
 
@@ -50,18 +52,28 @@ def test_key_changes_with_the_graph(graphs, what):
     assert _key(graphs[what]) != _key(graphs["base"])
 
 
-@pytest.mark.parametrize("change", [
-    {"tensorrt_version": "11.0.0"}, {"gpu_name": "NVIDIA GeForce RTX 3090"},
-    {"compute_capability": "8.6"}, {"video": True},
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"tensorrt_version": "11.0.0"},
+        {"gpu_name": "NVIDIA GeForce RTX 3090"},
+        {"compute_capability": "8.6"},
+        {"video": True},
+    ],
+)
 def test_key_changes_with_environment(graphs, change):
     assert _key(graphs["base"], **change) != _key(graphs["base"])
 
 
-@pytest.mark.parametrize("profile", [
-    ec.Profile(64, 512, 1024, 1, 1, 2), ec.Profile(32, 512, 1024), ec.Profile(64, 256, 1024),
-    ec.Profile(64, 512, 2048),
-])
+@pytest.mark.parametrize(
+    "profile",
+    [
+        ec.Profile(64, 512, 1024, 1, 1, 2),
+        ec.Profile(32, 512, 1024),
+        ec.Profile(64, 256, 1024),
+        ec.Profile(64, 512, 2048),
+    ],
+)
 def test_key_changes_with_profile(graphs, profile):
     assert _key(graphs["base"], profile) != _key(graphs["base"])
 
@@ -168,7 +180,9 @@ def test_stale_lock_is_taken_over(tmp_path):
 
 
 def test_held_lock_times_out(tmp_path):
-    with ec.KeyLock(tmp_path / "k.lock", timeout=1):
-        with pytest.raises(TimeoutError):
-            with ec.KeyLock(tmp_path / "k.lock", timeout=0.3, poll=0.05):
-                pass
+    with (
+        ec.KeyLock(tmp_path / "k.lock", timeout=1),
+        pytest.raises(TimeoutError),
+        ec.KeyLock(tmp_path / "k.lock", timeout=0.3, poll=0.05),
+    ):
+        pass

@@ -10,12 +10,11 @@ import torch.nn.functional as F
 from PIL import Image
 
 from packlib import PACK_ROOT, load_reference, max_abs, natural_image, reference_case_for, submodule
+from paragonsr2_pack.engines.backends import registry
+from paragonsr2_pack.engines.runtime import backoff, contract
+from paragonsr2_pack.engines.tiling import runner as tiling
+from paragonsr2_pack.engines.video import temporal
 
-contract = submodule("engines.runtime.contract")
-backoff = submodule("engines.runtime.backoff")
-registry = submodule("engines.backends.registry")
-tiling = submodule("engines.tiling.runner")
-temporal = submodule("engines.video.temporal")
 DEMO = PACK_ROOT / "models" / "ParagonSR2_realtime_x2_demo.safetensors"
 SAMPLE = PACK_ROOT / "assets" / "chelsea.png"
 
@@ -35,16 +34,27 @@ def _available(backend):
         pytest.importorskip("onnx", reason="onnx is not installed")
 
 
-@pytest.mark.parametrize("backend,allocator", [("torch", contract.ALLOCATOR_MALLOC),
-                                               ("onnxruntime", contract.ALLOCATOR_ARENA)])
+@pytest.mark.parametrize(
+    "backend,allocator", [("torch", contract.ALLOCATOR_MALLOC), ("onnxruntime", contract.ALLOCATOR_ARENA)]
+)
 def test_registry_backends_fill_the_contract(demo, backend, allocator):
     _available(backend)
     engine = registry.make_engine(backend, demo, "cpu", "auto", video=True)
     assert isinstance(engine, contract.Engine)
     info = engine.info
-    expected = dict(device=torch.device("cpu"), dtype=torch.float32, variant="realtime", scale=2, window=1,
-                    exact_halo=demo.receptive_radius, tile_multiple=None, min_tile=None, max_tile=None,
-                    allocator=allocator, supports_video=True)
+    expected = dict(
+        device=torch.device("cpu"),
+        dtype=torch.float32,
+        variant="realtime",
+        scale=2,
+        window=1,
+        exact_halo=demo.receptive_radius,
+        tile_multiple=None,
+        min_tile=None,
+        max_tile=None,
+        allocator=allocator,
+        supports_video=True,
+    )
     assert {name: getattr(info, name) for name in expected} == expected
     assert info.precision == "fp32"
     # the attributes callers print are the same facts
@@ -153,7 +163,8 @@ def test_image_and_video_runners_share_the_back_off_and_its_error(demo, caplog):
 @pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
 def test_cli_backend_option(tmp_path, backend):
     _available(backend)
-    cli = submodule("cli")
+    from paragonsr2_pack import cli
+
     src = tmp_path / "cat.png"
     with Image.open(SAMPLE) as im:
         im.crop((150, 60, 150 + 48, 60 + 40)).save(src)
@@ -161,8 +172,9 @@ def test_cli_backend_option(tmp_path, backend):
     assert cli.main([str(src), "-o", str(out), "--backend", backend, "--device", "cpu", "--quiet"]) == 0
     with Image.open(src) as im:
         x = torch.from_numpy(np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0)[None]
-    expected = tiling.upscale_image(registry.make_engine("torch", submodule("paragonsr2_arch").load_model(DEMO),
-                                                        "cpu", "fp32"), x)[0]
+    expected = tiling.upscale_image(
+        registry.make_engine("torch", submodule("paragonsr2_arch").load_model(DEMO), "cpu", "fp32"), x
+    )[0]
     expected = (expected * 255).round().to(torch.int16).numpy()
     with Image.open(out) as im:
         got = np.asarray(im.convert("RGB")).astype(np.int16)

@@ -14,14 +14,13 @@ import pytest
 import torch
 from PIL import Image
 
-from packlib import PACK_ROOT, load_reference, max_abs, natural_image, reference_case_for, run_node, submodule
+from packlib import PACK_ROOT, load_reference, max_abs, natural_image, reference_case_for, run_node
+from paragonsr2_pack.engines.backends import torch_engine as te
+from paragonsr2_pack.engines.runtime import contract
+from paragonsr2_pack.engines.tiling import runner as tiling
+from paragonsr2_pack.engines.video import temporal
+from paragonsr2_pack.nodes import image_nodes, video_nodes
 
-image_nodes = submodule("nodes.image_nodes")
-video_nodes = submodule("nodes.video_nodes")
-contract = submodule("engines.runtime.contract")
-temporal = submodule("engines.video.temporal")
-tiling = submodule("engines.tiling.runner")
-te = submodule("engines.backends.torch_engine")
 Upscale, Video = image_nodes.ParagonSR2Upscale, video_nodes.ParagonSR2VideoUpscale
 
 # torch-internal wording that must never reach the user
@@ -107,13 +106,16 @@ def test_nan_and_inf_pixels_are_refused(realtime):
     assert "NaN" in clear_message(err)
 
 
-@pytest.mark.parametrize("bad", [
-    torch.zeros(8, 8, 3),            # one image without the batch axis
-    torch.zeros(1, 8, 8, 2),         # gray + alpha
-    torch.zeros(1, 8, 8, 5),
-    torch.zeros(1, 3, 16, 16),       # channels first (a torch habit, not an IMAGE)
-    torch.zeros(1, 8, 8, 3, dtype=torch.uint8),
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        torch.zeros(8, 8, 3),  # one image without the batch axis
+        torch.zeros(1, 8, 8, 2),  # gray + alpha
+        torch.zeros(1, 8, 8, 5),
+        torch.zeros(1, 3, 16, 16),  # channels first (a torch habit, not an IMAGE)
+        torch.zeros(1, 8, 8, 3, dtype=torch.uint8),
+    ],
+)
 def test_tensors_that_are_no_image(realtime, bad):
     for call in (upscale, video):
         with pytest.raises(ValueError) as err:
@@ -150,8 +152,12 @@ def test_foreign_temporal_states_restart_with_a_warning(realtime, arch, caplog):
         assert any("temporal state" in r.getMessage() for r in caplog.records)
     # a state whose tensors were tampered with (same signature, other shapes) also restarts
     _, good = video(realtime, frames)
-    broken = temporal.TemporalState(signature=good.signature, blended=torch.zeros(1, 3, 5, 5),
-                                    last_thumb=good.last_thumb, last_frame=good.last_frame)
+    broken = temporal.TemporalState(
+        signature=good.signature,
+        blended=torch.zeros(1, 3, 5, 5),
+        last_thumb=good.last_thumb,
+        last_frame=good.last_frame,
+    )
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="ParagonSR2"):
         out, _ = video(realtime, frames, temporal_state=broken)
@@ -195,9 +201,22 @@ def test_nan_weights_fail_the_command_line_naming_the_model(arch, tmp_path):
     arch.save_model(nan_weight_model(arch), tmp_path / "broken.safetensors")
     Image.new("RGB", (24, 20), (90, 120, 150)).save(tmp_path / "in.png")
     result = subprocess.run(
-        [sys.executable, str(PACK_ROOT / "paragonsr2.py"), str(tmp_path / "in.png"), "-o", str(tmp_path / "out.png"),
-         "--model", str(tmp_path / "broken.safetensors"), "--device", "cpu", "--quiet"],
-        capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            str(PACK_ROOT / "paragonsr2.py"),
+            str(tmp_path / "in.png"),
+            "-o",
+            str(tmp_path / "out.png"),
+            "--model",
+            str(tmp_path / "broken.safetensors"),
+            "--device",
+            "cpu",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "broken.safetensors" in lines[0] and "NaN" in lines[0], result.stderr

@@ -9,17 +9,24 @@ from pathlib import Path
 import pytest
 import torch
 
-from packlib import import_pack, load_reference, max_abs, natural_image, psnr, reference_case_for, run_node as run, submodule
+from packlib import (
+    import_pack,
+    load_reference,
+    max_abs,
+    natural_image,
+    psnr,
+    reference_case_for,
+    submodule,
+)
+from packlib import (
+    run_node as run,
+)
+from paragonsr2_pack.nodes import comfy_bridge as bridge
+from paragonsr2_pack.nodes import image_nodes, shared
 
-image_nodes = submodule("nodes.image_nodes")
-shared = submodule("nodes.shared")
-bridge = submodule("nodes.comfy_bridge")
-tiling = submodule("engines.tiling.runner")
 CASES = {v: reference_case_for(v) for v in ("realtime", "stream", "photo", "pro")}
 STANDIN = Path(__file__).resolve().parent / "comfy_standin"
 STANDIN_MODULES = ("comfy", "folder_paths", "paragonsr2_pack_in_comfyui")
-
-
 
 
 def bhwc(x_bchw):
@@ -68,6 +75,7 @@ def test_loader_lists_model_folders_and_applies_sharpness(models_dir):
     assert sharp0.model.upsampler_alpha == 0.0 and sharp0.precision == "fp32"
     try:
         import spandrel  # noqa: F401
+
         has_spandrel = True
     except Exception:
         has_spandrel = False
@@ -152,6 +160,7 @@ def test_bundled_models_are_listed_and_loadable(models_dir, monkeypatch, arch, r
 
 # ---- inside "ComfyUI": the pack imported again with the stand-in modules on sys.path --------
 
+
 @pytest.fixture(scope="module")
 def comfy(tmp_path_factory):
     base = tmp_path_factory.mktemp("comfy_base")
@@ -164,9 +173,16 @@ def comfy(tmp_path_factory):
         import folder_paths
 
         nodes = sys.modules["paragonsr2_pack_in_comfyui.nodes.image_nodes"]
-        yield dict(pack=pack, nodes=nodes, mm=mm, utils=cu, folder_paths=folder_paths, base=base,
-                   bridge=sys.modules["paragonsr2_pack_in_comfyui.nodes.comfy_bridge"],
-                   shared=sys.modules["paragonsr2_pack_in_comfyui.nodes.shared"])
+        yield dict(
+            pack=pack,
+            nodes=nodes,
+            mm=mm,
+            utils=cu,
+            folder_paths=folder_paths,
+            base=base,
+            bridge=sys.modules["paragonsr2_pack_in_comfyui.nodes.comfy_bridge"],
+            shared=sys.modules["paragonsr2_pack_in_comfyui.nodes.shared"],
+        )
     finally:
         sys.path.remove(str(STANDIN))
         os.environ.pop("STANDIN_COMFY_BASE", None)
@@ -217,8 +233,12 @@ WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")
 
 
 def widget_inputs(spec: dict) -> list[tuple[str, tuple]]:
-    return [(name, s) for section in ("required", "optional") for name, s in spec.get(section, {}).items()
-            if isinstance(s[0], list) or s[0] in WIDGET_TYPES]
+    return [
+        (name, s)
+        for section in ("required", "optional")
+        for name, s in spec.get(section, {}).items()
+        if isinstance(s[0], list) or s[0] in WIDGET_TYPES
+    ]
 
 
 def test_example_workflow_matches_the_nodes():

@@ -23,11 +23,11 @@ import numpy as np
 import pytest
 import torch
 
-from packlib import load_reference, max_abs, natural_image, reference_case_for, submodule
+from packlib import load_reference, max_abs, natural_image, reference_case_for
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
-ox = submodule("engines.backends.onnx_export")
+from paragonsr2_pack.engines.backends import onnx_export as ox  # noqa: E402 (after the skips above)
 
 FP16_MAX_ABS, FP16_MEAN_ABS = 8e-3, 8e-4
 
@@ -39,8 +39,9 @@ def _session(data: bytes):
 
 
 def _run_video(sess, x, prev, alpha):
-    return sess.run(None, {"input": x.numpy(), "prev_feat": prev.numpy(),
-                           "temporal_alpha": np.asarray(alpha, np.float32)})
+    return sess.run(
+        None, {"input": x.numpy(), "prev_feat": prev.numpy(), "temporal_alpha": np.asarray(alpha, np.float32)}
+    )
 
 
 def _small(arch, variant, scale=2):
@@ -56,6 +57,7 @@ def _small(arch, variant, scale=2):
 
 
 # -- parity with the reference vectors (every case; both graphs) --------------------------------
+
 
 @pytest.mark.slow_cases("photo", "pro")  # 10-34 s of CPU each (export + ORT session of the big graphs)
 def test_reference_case_in_onnxruntime(reference_case):
@@ -78,17 +80,28 @@ def test_reference_case_in_onnxruntime(reference_case):
     if image is not None:
         (y_single,) = image.run(None, {"input": io["x0"].numpy()})
         (y_batch,) = image.run(None, {"input": io["xb"].numpy()})
-        errors.update({"image.y_single": max_abs(t(y_single), io["y_single"]),
-                       "image.y_batch": max_abs(t(y_batch), io["y_batch"])})
-    errors.update({"video.y_single": max_abs(t(out0), io["y_single"]),
-                   "video.y_batch": max_abs(t(outb), io["y_batch"]),
-                   "out0": max_abs(t(out0), io["out0"]), "feat0": max_abs(t(feat0), io["feat0"]),
-                   "out1": max_abs(t(out1), io["out1"]), "feat1": max_abs(t(feat1), io["feat1"])})
+        errors.update(
+            {
+                "image.y_single": max_abs(t(y_single), io["y_single"]),
+                "image.y_batch": max_abs(t(y_batch), io["y_batch"]),
+            }
+        )
+    errors.update(
+        {
+            "video.y_single": max_abs(t(out0), io["y_single"]),
+            "video.y_batch": max_abs(t(outb), io["y_batch"]),
+            "out0": max_abs(t(out0), io["out0"]),
+            "feat0": max_abs(t(feat0), io["feat0"]),
+            "out1": max_abs(t(out1), io["out1"]),
+            "feat1": max_abs(t(feat1), io["feat1"]),
+        }
+    )
     print(reference_case["case"], {k: f"{v:.1e}" for k, v in errors.items()})
     assert max(errors.values()) <= 1e-4, errors
 
 
 # -- structure ----------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def graphs(arch):
@@ -97,8 +110,10 @@ def graphs(arch):
     photo, stream, pro = _small(arch, "photo"), _small(arch, "stream"), _small(arch, "pro", 4)
     out = {"models": {"photo": photo, "stream": stream, "pro": pro}}
     for key, model, precision, video in [
-        ("photo_fp32", photo, "fp32", False), ("photo_fp16", photo, "fp16", False),
-        ("photo_video_fp32", photo, "fp32", True), ("stream_fp16", stream, "fp16", False),
+        ("photo_fp32", photo, "fp32", False),
+        ("photo_fp16", photo, "fp16", False),
+        ("photo_video_fp32", photo, "fp32", True),
+        ("stream_fp16", stream, "fp16", False),
         ("pro_fp16", pro, "fp16", True),
     ]:
         out[key] = ox.export_onnx(model, precision=precision, video=video)
@@ -127,13 +142,18 @@ def test_allow_list_check_catches_foreign_ops(graphs):
 
 
 def _initializer_types(proto) -> set[str]:
-    names = {onnx.TensorProto.DataType.Name(i.data_type) for i in proto.graph.initializer
-             if len(i.dims) >= 1 and np.prod(i.dims) > 1 and i.data_type in (1, 10, 16)}
+    names = {
+        onnx.TensorProto.DataType.Name(i.data_type)
+        for i in proto.graph.initializer
+        if len(i.dims) >= 1 and np.prod(i.dims) > 1 and i.data_type in (1, 10, 16)
+    }
     return names
 
 
-@pytest.mark.parametrize("key,dtype", [("photo_fp16", "FLOAT16"), ("stream_fp16", "FLOAT16"),
-                                       ("pro_fp16", "FLOAT16"), ("photo_fp32", "FLOAT")])
+@pytest.mark.parametrize(
+    "key,dtype",
+    [("photo_fp16", "FLOAT16"), ("stream_fp16", "FLOAT16"), ("pro_fp16", "FLOAT16"), ("photo_fp32", "FLOAT")],
+)
 def test_weights_are_typed(graphs, key, dtype):
     proto = onnx.load_from_string(graphs[key])
     assert _initializer_types(proto) == {dtype}
@@ -144,8 +164,11 @@ def test_weights_are_typed(graphs, key, dtype):
 
 
 def _casts(proto, to: int, scope: str) -> int:
-    return sum(1 for n in proto.graph.node if n.op_type == "Cast" and scope in n.name
-               and next(a.i for a in n.attribute if a.name == "to") == to)
+    return sum(
+        1
+        for n in proto.graph.node
+        if n.op_type == "Cast" and scope in n.name and next(a.i for a in n.attribute if a.name == "to") == to
+    )
 
 
 def test_float32_internals_are_explicit_casts(graphs):
@@ -176,7 +199,9 @@ def test_rmsnorm_statistic_runs_in_float32(graphs):
 
 def test_channel_attention_is_reduce_mean(graphs):
     proto = onnx.load_from_string(graphs["pro_fp16"])
-    pools = [n for n in proto.graph.node if "channel_attn" in n.name and n.op_type in ("ReduceMean", "GlobalAveragePool")]
+    pools = [
+        n for n in proto.graph.node if "channel_attn" in n.name and n.op_type in ("ReduceMean", "GlobalAveragePool")
+    ]
     assert pools, "pro's channel attention must pool with ReduceMean/GlobalAveragePool"
 
 
@@ -194,11 +219,12 @@ def test_metadata_and_io(graphs):
 
 # -- numerics of the dynamic graphs --------------------------------------------------------------
 
+
 def test_dynamic_shapes_three_sizes_two_batches(graphs):
     """One file, three sizes, two batch sizes, each equal to the torch model (fp32)."""
     model = graphs["models"]["photo"]
     sess = _session(graphs["photo_fp32"])
-    for (b, h, w) in [(1, 32, 48), (2, 48, 32), (1, 64, 80), (2, 16, 16)]:
+    for b, h, w in [(1, 32, 48), (2, 48, 32), (1, 64, 80), (2, 16, 16)]:
         x = natural_image(h, w, seed=h + w, batch=b)
         (y,) = sess.run(None, {"input": x.numpy()})
         with torch.inference_mode():

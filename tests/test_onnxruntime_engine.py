@@ -20,9 +20,9 @@ from packlib import load_reference, max_abs, natural_image, reference_case_for, 
 
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
-ox = submodule("engines.backends.onnx_export")
-orte = submodule("engines.backends.onnxruntime_engine")
-base = submodule("engines.runtime.contract")
+from paragonsr2_pack.engines.backends import onnx_export as ox
+from paragonsr2_pack.engines.backends import onnxruntime_engine as orte
+from paragonsr2_pack.engines.runtime import contract as base
 
 
 def _case(variant: str) -> dict:
@@ -56,7 +56,7 @@ def test_engine_protocol_and_facts(realtime, photo):
     assert engine.exact_halo == model.receptive_radius
     assert engine.device == torch.device("cpu") and engine.tile_multiple is None  # any size
     assert engine.providers[-1] == "CPUExecutionProvider"
-    pmodel, pengine = photo
+    _, pengine = photo
     assert (pengine.window, pengine.exact_halo, pengine.video, pengine.tile_multiple) == (16, None, False, 16)
     assert "OnnxRuntimeEngine(photo x2" in repr(pengine)
 
@@ -114,7 +114,8 @@ def test_image_engine_refuses_decode(photo):
 
 @pytest.mark.parametrize("hw,tile", [((37, 45), 16), ((70, 52), 32)])
 def test_tiled_runner_local_variant_matches_torch(realtime, hw, tile):
-    tiling = submodule("engines.tiling.runner")
+    from paragonsr2_pack.engines.tiling import runner as tiling
+
     model, engine = realtime
     image = natural_image(*hw, seed=6, batch=2).permute(0, 2, 3, 1)
     ort_out = tiling.upscale_image(engine, image, tile_size=tile)
@@ -126,7 +127,8 @@ def test_tiled_runner_local_variant_matches_torch(realtime, hw, tile):
 
 
 def test_tiled_runner_attention_variant_matches_torch(photo):
-    tiling = submodule("engines.tiling.runner")
+    from paragonsr2_pack.engines.tiling import runner as tiling
+
     model, engine = photo
     image = natural_image(64, 80, seed=7).permute(0, 2, 3, 1)
     ort_out = tiling.upscale_image(engine, image, tile_size=32)
@@ -139,6 +141,5 @@ def test_temporal_pipeline_runs_on_ort_engine(realtime):
     model, engine = realtime
     frames = natural_image(32, 48, seed=8, batch=3).permute(0, 2, 3, 1)
     ort_out, _ = temporal.upscale_video(engine, frames, temporal_strength=0.2, scene_cut_sensitivity=0)
-    torch_out, _ = temporal.upscale_video(_torch_engine(model), frames, temporal_strength=0.2,
-                                          scene_cut_sensitivity=0)
+    torch_out, _ = temporal.upscale_video(_torch_engine(model), frames, temporal_strength=0.2, scene_cut_sensitivity=0)
     assert max_abs(ort_out, torch_out) <= 1e-4

@@ -10,13 +10,12 @@ import torch
 import torch.nn.functional as F
 
 from packlib import load_reference, max_abs, natural_image, reference_case_for, run_node, submodule
+from paragonsr2_pack.engines.backends import torch_engine as te
+from paragonsr2_pack.engines.runtime import contract
+from paragonsr2_pack.engines.tiling import runner as tiling
+from paragonsr2_pack.engines.video import temporal
+from paragonsr2_pack.nodes import image_nodes, video_nodes
 
-image_nodes = submodule("nodes.image_nodes")
-video_nodes = submodule("nodes.video_nodes")
-contract = submodule("engines.runtime.contract")
-tiling = submodule("engines.tiling.runner")
-temporal = submodule("engines.video.temporal")
-te = submodule("engines.backends.torch_engine")
 Upscale, Video = image_nodes.ParagonSR2Upscale, video_nodes.ParagonSR2VideoUpscale
 
 
@@ -74,8 +73,9 @@ def test_upscale_node_factor_and_long_side(realtime):
     (out,) = run_node(Upscale, model=realtime, image=x, device="cpu", output_size="factor", output_factor=1.0)
     assert out.shape == (2, 30, 41, 4)
     assert max_abs(out, resized(native, (30, 41))) < 1e-6
-    (out,) = run_node(Upscale, model=realtime, image=x, device="cpu", output_size="long side",
-                      output_long_side=150, tile_size=16)
+    (out,) = run_node(
+        Upscale, model=realtime, image=x, device="cpu", output_size="long side", output_long_side=150, tile_size=16
+    )
     assert out.shape == (2, round(30 * 150 / 41), 150, 4)
     assert max_abs(out, resized(native, out.shape[1:3])) < 1e-5  # realtime tiles are exact
 
@@ -83,12 +83,12 @@ def test_upscale_node_factor_and_long_side(realtime):
 def test_video_node_factor(realtime):
     x = images(24, 20, batch=3)
     native, _ = run_node(Video, model=realtime, frames=x, device="cpu", frames_per_chunk=2)
-    out, state = run_node(Video, model=realtime, frames=x, device="cpu", frames_per_chunk=2,
-                          output_size="factor", output_factor=1.5)
+    out, state = run_node(
+        Video, model=realtime, frames=x, device="cpu", frames_per_chunk=2, output_size="factor", output_factor=1.5
+    )
     assert out.shape == (3, 36, 30, 3) and state.frames_seen == 3
     assert max_abs(out, resized(native, (36, 30))) < 1e-6
-    out, _ = run_node(Video, model=realtime, frames=x, device="cpu", output_size="long side",
-                      output_long_side=64)
+    out, _ = run_node(Video, model=realtime, frames=x, device="cpu", output_size="long side", output_long_side=64)
     assert out.shape == (3, 64, round(20 * 64 / 24), 3)
 
 

@@ -32,13 +32,16 @@ import numpy as np
 import pytest
 import torch
 
-from packlib import PACK_ROOT, load_reference, natural_image, reference_cases, submodule
+from packlib import PACK_ROOT, load_reference, natural_image, reference_cases
 
 pytestmark = pytest.mark.comfyui
 COMFYUI_DIR = os.environ.get("COMFYUI_DIR", "")
 if not COMFYUI_DIR or not (Path(COMFYUI_DIR) / "main.py").is_file():
-    pytest.skip("set COMFYUI_DIR to a ComfyUI checkout (and COMFYUI_PYTHON to its python) to run "
-                "the real-ComfyUI test; see docs/nodes.md", allow_module_level=True)
+    pytest.skip(
+        "set COMFYUI_DIR to a ComfyUI checkout (and COMFYUI_PYTHON to its python) to run "
+        "the real-ComfyUI test; see docs/nodes.md",
+        allow_module_level=True,
+    )
 
 PYTHON = os.environ.get("COMFYUI_PYTHON") or sys.executable
 PACK_FOLDER = "ComfyUI-ParagonSR2"
@@ -101,9 +104,24 @@ def comfyui(tmp_path_factory):
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", PYTHONUNBUFFERED="1")
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [PYTHON, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
-             "--disable-auto-launch", "--base-directory", str(base)],
-            cwd=COMFYUI_DIR, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            [
+                PYTHON,
+                "main.py",
+                "--cpu",
+                "--listen",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--disable-auto-launch",
+                "--base-directory",
+                str(base),
+            ],
+            cwd=COMFYUI_DIR,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + STARTUP_TIMEOUT
@@ -130,8 +148,11 @@ def comfyui(tmp_path_factory):
 
 def test_pack_imports_and_nodes_are_listed(comfyui):
     log = comfyui["log"].read_text()
-    bad = [line for line in log.splitlines()
-           if ("IMPORT FAILED" in line or "Cannot import" in line) and PACK_FOLDER in line]
+    bad = [
+        line
+        for line in log.splitlines()
+        if ("IMPORT FAILED" in line or "Cannot import" in line) and PACK_FOLDER in line
+    ]
     assert not bad, "\n".join(bad)
     assert re.search(r"custom_nodes/" + re.escape(PACK_FOLDER), log), "the pack was not loaded:\n" + log[-3000:]
     info = _get(comfyui["url"] + "/object_info")
@@ -151,10 +172,14 @@ def _prompt():
     """API-format graph: our loader+upscale, core loader+upscale, our UPSCALE_MODEL into core."""
     return {
         "1": {"class_type": "LoadImage", "inputs": {"image": "lr.png"}},
-        "2": {"class_type": "ParagonSR2Loader",
-              "inputs": {"model_name": "own.safetensors", "sharpness": "auto", "precision": "fp32"}},
-        "3": {"class_type": "ParagonSR2Upscale",
-              "inputs": {"model": ["2", 0], "image": ["1", 0], "tile_size": 16, "halo": -1, "device": "auto"}},
+        "2": {
+            "class_type": "ParagonSR2Loader",
+            "inputs": {"model_name": "own.safetensors", "sharpness": "auto", "precision": "fp32"},
+        },
+        "3": {
+            "class_type": "ParagonSR2Upscale",
+            "inputs": {"model": ["2", 0], "image": ["1", 0], "tile_size": 16, "halo": -1, "device": "auto"},
+        },
         "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "ours"}},
         "5": {"class_type": "UpscaleModelLoader", "inputs": {"model_name": "core.safetensors"}},
         "6": {"class_type": "ImageUpscaleWithModel", "inputs": {"upscale_model": ["5", 0], "image": ["1", 0]}},
@@ -199,8 +224,9 @@ def test_workflows_save_the_librarys_pixels(comfyui):
     with torch.no_grad():
         own = model(lr).clamp(0, 1)[0].permute(1, 2, 0).numpy() * 255
         # Core "Load Upscale Model" sees no file metadata, so its sharpness is 0.0.
-        core_model = arch.load_model(comfyui["base"] / "models" / "upscale_models" / "core.safetensors",
-                                     upsampler_alpha=0.0)
+        core_model = arch.load_model(
+            comfyui["base"] / "models" / "upscale_models" / "core.safetensors", upsampler_alpha=0.0
+        )
         core = core_model(lr).clamp(0, 1)[0].permute(1, 2, 0).numpy() * 255
     assert np.abs(own - core).max() > 2, "sharpness 0.3 vs 0.0 should differ visibly"
     for node, expected in (("4", own), ("7", core), ("9", own)):
@@ -243,7 +269,11 @@ def test_example_workflow_is_served_and_runs(comfyui):
     workflow = _get(f"{url}/api/workflow_templates/{PACK_FOLDER}/ParagonSR2_image_upscale.json")
     prompt = _ui_to_api(workflow, _get(url + "/object_info"))
     assert {n["class_type"] for n in prompt.values()} == {
-        "LoadImage", "ParagonSR2Loader", "ParagonSR2Upscale", "SaveImage"}
+        "LoadImage",
+        "ParagonSR2Loader",
+        "ParagonSR2Upscale",
+        "SaveImage",
+    }
     outputs = _run_prompt(url, prompt)
     save_id = next(k for k, n in prompt.items() if n["class_type"] == "SaveImage")
     saved = _saved(url, outputs, save_id)
@@ -273,6 +303,7 @@ def test_bad_model_file_shows_the_loaders_message(comfyui):
 
 # -- current core's UPSCALE_MODEL contract and ComfyUI's model manager -------------------------
 
+
 def _lr_tensor(comfyui) -> torch.Tensor:
     return torch.from_numpy(comfyui["lr_u8"]).float().div(255).permute(2, 0, 1)[None]
 
@@ -300,10 +331,14 @@ def test_current_core_contract_runs_our_upscale_model(comfyui):
     loads it with load_models_gpu and calls .to(device): our Loader's output must carry a patcher."""
     prompt = {
         "1": {"class_type": "LoadImage", "inputs": {"image": "lr.png"}},
-        "2": {"class_type": "ParagonSR2Loader",
-              "inputs": {"model_name": "own.safetensors", "sharpness": "auto", "precision": "fp32"}},
-        "3": {"class_type": "ParagonSR2TestCurrentCoreUpscale",
-              "inputs": {"upscale_model": ["2", 1], "image": ["1", 0]}},
+        "2": {
+            "class_type": "ParagonSR2Loader",
+            "inputs": {"model_name": "own.safetensors", "sharpness": "auto", "precision": "fp32"},
+        },
+        "3": {
+            "class_type": "ParagonSR2TestCurrentCoreUpscale",
+            "inputs": {"upscale_model": ["2", 1], "image": ["1", 0]},
+        },
         "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "current_core"}},
     }
     outputs = _run_prompt(comfyui["url"], prompt)
@@ -324,23 +359,35 @@ def test_comfyui_owns_our_weights_and_free_releases_them(comfyui, node):
     assert not _ours_loaded(url)
     prompt = {
         "1": {"class_type": "LoadImage", "inputs": {"image": "lr.png"}},
-        "2": {"class_type": "ParagonSR2Loader",
-              "inputs": {"model_name": "own.safetensors", "sharpness": "auto", "precision": "fp32"}},
+        "2": {
+            "class_type": "ParagonSR2Loader",
+            "inputs": {"model_name": "own.safetensors", "sharpness": "auto", "precision": "fp32"},
+        },
         "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": f"managed_{node}"}},
     }
     if node == "ParagonSR2Upscale":
         prompt["3"] = {"class_type": node, "inputs": {"model": ["2", 0], "image": ["1", 0], "tile_size": 0}}
     else:
-        prompt["3"] = {"class_type": node, "inputs": {
-            "model": ["2", 0], "frames": ["1", 0], "temporal_strength": 0.2, "scene_cut_sensitivity": 0.6,
-            "motion_adaptive": False, "tile_size": 0, "frames_per_chunk": 0}}
+        prompt["3"] = {
+            "class_type": node,
+            "inputs": {
+                "model": ["2", 0],
+                "frames": ["1", 0],
+                "temporal_strength": 0.2,
+                "scene_cut_sensitivity": 0.6,
+                "motion_adaptive": False,
+                "tile_size": 0,
+                "frames_per_chunk": 0,
+            },
+        }
     _run_prompt(url, prompt)
     ours = _ours_loaded(url)
     # Exactly one copy, the one the node computed with, in ComfyUI's model manager on its device.
     assert len(ours) == 1, _loaded_models(url)
     assert ours[0]["load_device"] == ours[0]["weights_on"] == "cpu"  # --cpu: ComfyUI's device
-    assert ours[0]["bytes"] == sum(p.numel() * p.element_size() for p in comfyui["model"].parameters()) + \
-        sum(b.numel() * b.element_size() for b in comfyui["model"].buffers())
+    assert ours[0]["bytes"] == sum(p.numel() * p.element_size() for p in comfyui["model"].parameters()) + sum(
+        b.numel() * b.element_size() for b in comfyui["model"].buffers()
+    )
     _free_models(url)
     assert not _ours_loaded(url), _loaded_models(url)
     # Queued again with nothing changed the node is cached; a new image runs it and reloads.
@@ -363,6 +410,7 @@ def test_device_saved_on_another_machine_validates_and_falls_back(comfyui):
 
 # -- cancel latency and the first progress message ---------------------------------------------
 
+
 class _WebSocket:
     """The few lines of RFC 6455 a client needs to read ComfyUI's JSON messages (stdlib only:
     the test environment has no websocket package). Unfragmented frames, no extensions."""
@@ -370,9 +418,13 @@ class _WebSocket:
     def __init__(self, port: int, client_id: str):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
         key = base64.b64encode(os.urandom(16)).decode()
-        self.sock.sendall((f"GET /ws?clientId={client_id} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-                           "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                           f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+        self.sock.sendall(
+            (
+                f"GET /ws?clientId={client_id} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
         self.buf = b""
         while b"\r\n\r\n" not in self.buf:
             self.buf += self._recv()
@@ -448,8 +500,11 @@ def _cancel_once(url: str, ws: _WebSocket, client_id: str, prompt: dict, delay: 
             stopped = time.monotonic()
     entry = _get(f"{url}/history/{prompt_id}").get(prompt_id, {})
     assert entry.get("status", {}).get("status_str") != "success"
-    return {"node_to_progress": first_progress - (started or queued), "queue_to_progress": first_progress - queued,
-            "cancel": stopped - interrupted_at}
+    return {
+        "node_to_progress": first_progress - (started or queued),
+        "queue_to_progress": first_progress - queued,
+        "cancel": stopped - interrupted_at,
+    }
 
 
 def test_cancel_latency_and_first_progress(comfyui):
@@ -460,8 +515,10 @@ def test_cancel_latency_and_first_progress(comfyui):
     url, client_id = comfyui["url"], uuid.uuid4().hex
     prompt = {
         "1": {"class_type": "LoadImage", "inputs": {"image": "big.png"}},
-        "2": {"class_type": "ParagonSR2Loader",
-              "inputs": {"model_name": "photo_x2.safetensors", "sharpness": "auto", "precision": "auto"}},
+        "2": {
+            "class_type": "ParagonSR2Loader",
+            "inputs": {"model_name": "photo_x2.safetensors", "sharpness": "auto", "precision": "auto"},
+        },
         "3": {"class_type": "ParagonSR2Upscale", "inputs": {"model": ["2", 0], "image": ["1", 0], "tile_size": 0}},
         "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "cancelled"}},
     }
@@ -472,8 +529,10 @@ def test_cancel_latency_and_first_progress(comfyui):
         ws.close()
     for key in ("node_to_progress", "queue_to_progress", "cancel"):
         values = sorted(r[key] for r in runs)
-        print(f"\nParagonSR2 photo x2 {CANCEL_IMAGE[1]}x{CANCEL_IMAGE[0]} (CPU, defaults) {key}: "
-              f"median {values[len(values) // 2]:.2f} s, all {', '.join(f'{v:.2f}' for v in values)} s")
+        print(
+            f"\nParagonSR2 photo x2 {CANCEL_IMAGE[1]}x{CANCEL_IMAGE[0]} (CPU, defaults) {key}: "
+            f"median {values[len(values) // 2]:.2f} s, all {', '.join(f'{v:.2f}' for v in values)} s"
+        )
     assert max(r["node_to_progress"] for r in runs) < 60 and max(r["cancel"] for r in runs) < 60, runs
 
 
@@ -507,8 +566,9 @@ def test_template_matches_object_info(comfyui, name):
         inputs = {k: v for section in ("required", "optional") for k, v in spec["input"].get(section, {}).items()}
         widgets = [k for k, v in inputs.items() if _spec_type(v) in WIDGET_TYPES]
         values = node.get("widgets_values") or []
-        uploads = sum(1 for v in inputs.values()
-                      if len(v) > 1 and (v[1].get("image_upload") or v[1].get("video_upload")))
+        uploads = sum(
+            1 for v in inputs.values() if len(v) > 1 and (v[1].get("image_upload") or v[1].get("video_upload"))
+        )
         assert len(widgets) <= len(values) <= len(widgets) + uploads, (name, node["type"], widgets, values)
         for slot in node.get("inputs", []):
             assert slot["name"] in inputs, (name, node["type"], slot["name"])
@@ -521,8 +581,12 @@ def test_template_matches_object_info(comfyui, name):
         dst_spec = info[nodes[dst]["type"]]["input"]
         in_type = _spec_type({**dst_spec.get("required", {}), **dst_spec.get("optional", {})}[target["name"]])
         assert target["link"] == link_id and kind == out_type == in_type, (name, link_id, kind, out_type, in_type)
-    required = [(n["id"], k) for n in nodes.values() if n["type"] not in FRONTEND_ONLY_NODES
-                for k in info[n["type"]]["input"].get("required", {})]
+    required = [
+        (n["id"], k)
+        for n in nodes.values()
+        if n["type"] not in FRONTEND_ONLY_NODES
+        for k in info[n["type"]]["input"].get("required", {})
+    ]
     prompt = _ui_to_api(workflow, info)
     missing = [(i, k) for i, k in required if k not in prompt[str(i)]["inputs"]]
     assert not missing, f"{name}: required inputs neither linked nor set: {missing}"
@@ -537,13 +601,15 @@ def _video_facts(data: bytes) -> dict:
         video = container.streams.video[0]
         audio = container.streams.audio[0] if container.streams.audio else None
         frames = sum(1 for _ in container.decode(video=0))
-        facts = {"frames": frames, "fps": float(video.average_rate), "size": (video.width, video.height),
-                     "audio": None}
+        facts = {"frames": frames, "fps": float(video.average_rate), "size": (video.width, video.height), "audio": None}
         if audio is not None:
             container.seek(0)
             samples = sum(f.samples for f in container.decode(audio=0))
-            facts["audio"] = {"codec": audio.codec_context.name, "rate": audio.sample_rate,
-                                  "seconds": samples / audio.sample_rate}
+            facts["audio"] = {
+                "codec": audio.codec_context.name,
+                "rate": audio.sample_rate,
+                "seconds": samples / audio.sample_rate,
+            }
     return facts
 
 
@@ -553,7 +619,13 @@ def test_video_template_keeps_frames_fps_and_audio(comfyui):
     workflow, info = _template(url, "ParagonSR2_video_upscale"), _get(url + "/object_info")
     prompt = _ui_to_api(workflow, info)
     assert {n["class_type"] for n in prompt.values()} == {
-        "LoadVideo", "GetVideoComponents", "ParagonSR2Loader", "ParagonSR2VideoUpscale", "CreateVideo", "SaveVideo"}
+        "LoadVideo",
+        "GetVideoComponents",
+        "ParagonSR2Loader",
+        "ParagonSR2VideoUpscale",
+        "CreateVideo",
+        "SaveVideo",
+    }
     note = next(n for n in workflow["nodes"] if n["type"] == "MarkdownNote")["widgets_values"][0]
     assert "assets/sample_clip.mp4" in note and "input" in note
     loader = next(n for n in prompt.values() if n["class_type"] == "LoadVideo")
@@ -575,6 +647,7 @@ def test_video_template_keeps_frames_fps_and_audio(comfyui):
 
 # -- long videos: the temporal state across the prompts of one meta batch ----------------------
 
+
 def _saved_frames(url: str, outputs: dict, node: str) -> np.ndarray:
     from io import BytesIO
 
@@ -588,25 +661,46 @@ def _saved_frames(url: str, outputs: dict, node: str) -> np.ndarray:
     return np.stack(frames)
 
 
-def _clip_prompt(first: int, count: int, prefix: str, requeue: int | None = None, *, strength: float = 0.6,
-                 sensitivity: float = 0.0, start_frame: int = 0) -> dict:
+def _clip_prompt(
+    first: int,
+    count: int,
+    prefix: str,
+    requeue: int | None = None,
+    *,
+    strength: float = 0.6,
+    sensitivity: float = 0.0,
+    start_frame: int = 0,
+) -> dict:
     """Frames [first, first + count) of the sample clip through Video Upscale; with ``requeue``
     under a meta batch manager (as VHS queues batch ``requeue`` of a run)."""
     prompt = {
         "1": {"class_type": "LoadVideo", "inputs": {"file": SAMPLE_CLIP.name}},
         "2": {"class_type": "GetVideoComponents", "inputs": {"video": ["1", 0]}},
         "3": {"class_type": "ImageFromBatch", "inputs": {"image": ["2", 0], "batch_index": first, "length": count}},
-        "4": {"class_type": "ParagonSR2Loader",
-              "inputs": {"model_name": "own.safetensors", "sharpness": "auto", "precision": "fp32"}},
-        "6": {"class_type": "ParagonSR2VideoUpscale", "inputs": {
-            "model": ["4", 0], "frames": ["3", 0], "temporal_strength": strength,
-            "scene_cut_sensitivity": sensitivity, "motion_adaptive": False, "tile_size": 0, "frames_per_chunk": 0,
-            "start_frame": start_frame}},
+        "4": {
+            "class_type": "ParagonSR2Loader",
+            "inputs": {"model_name": "own.safetensors", "sharpness": "auto", "precision": "fp32"},
+        },
+        "6": {
+            "class_type": "ParagonSR2VideoUpscale",
+            "inputs": {
+                "model": ["4", 0],
+                "frames": ["3", 0],
+                "temporal_strength": strength,
+                "scene_cut_sensitivity": sensitivity,
+                "motion_adaptive": False,
+                "tile_size": 0,
+                "frames_per_chunk": 0,
+                "start_frame": start_frame,
+            },
+        },
         "7": {"class_type": "SaveImage", "inputs": {"images": ["6", 0], "filename_prefix": prefix}},
     }
     if requeue is not None:
-        prompt["5"] = {"class_type": "ParagonSR2TestMetaBatch",
-                       "inputs": {"frames_per_batch": count, "requeue": requeue}}
+        prompt["5"] = {
+            "class_type": "ParagonSR2TestMetaBatch",
+            "inputs": {"frames_per_batch": count, "requeue": requeue},
+        }
         prompt["6"]["inputs"]["meta_batch"] = ["5", 0]
     return prompt
 
@@ -632,17 +726,25 @@ def test_two_ranges_with_start_frame_join_seamlessly(comfyui):
     """A clip split over two workflows (two machines, say): range A = frames [0, k), range B =
     frames [k - W, n) with start_frame W (its first W frames only rebuild the temporal state);
     A's and B's outputs joined equal one run over [0, n) (docs: start_frame)."""
-    chunks = submodule("engines.video.chunks")
+    from paragonsr2_pack.engines.video import chunks
+
     url, n, k, strength = comfyui["url"], 24, 12, 0.2
     warmup = chunks.warmup_frames(strength)
     assert 0 < warmup < k
-    whole = _saved_frames(url, _run_prompt(url, _clip_prompt(0, n, "range_whole", strength=strength,
-                                                             sensitivity=0.6)), "7")
-    part_a = _saved_frames(url, _run_prompt(url, _clip_prompt(0, k, "range_a", strength=strength,
-                                                              sensitivity=0.6)), "7")
-    part_b = _saved_frames(url, _run_prompt(url, _clip_prompt(k - warmup, n - k + warmup, "range_b",
-                                                              strength=strength, sensitivity=0.6,
-                                                              start_frame=warmup)), "7")
+    whole = _saved_frames(
+        url, _run_prompt(url, _clip_prompt(0, n, "range_whole", strength=strength, sensitivity=0.6)), "7"
+    )
+    part_a = _saved_frames(
+        url, _run_prompt(url, _clip_prompt(0, k, "range_a", strength=strength, sensitivity=0.6)), "7"
+    )
+    part_b = _saved_frames(
+        url,
+        _run_prompt(
+            url,
+            _clip_prompt(k - warmup, n - k + warmup, "range_b", strength=strength, sensitivity=0.6, start_frame=warmup),
+        ),
+        "7",
+    )
     assert part_a.shape[0] == k and part_b.shape[0] == n - k  # the warm-up frames are not output
     joined = np.concatenate([part_a, part_b])
     assert np.abs(joined - whole).max() <= 1.0 + 1e-3, np.abs(joined - whole).max()

@@ -10,11 +10,9 @@ import sys
 import pytest
 import torch
 
-from packlib import PACK_ROOT, load_reference, reference_case_for, submodule
-
-scene_cuts = submodule("engines.video.scene_cuts")
-temporal = submodule("engines.video.temporal")
-contract = submodule("engines.runtime.contract")
+from packlib import PACK_ROOT, load_reference, reference_case_for
+from paragonsr2_pack.engines.runtime import contract
+from paragonsr2_pack.engines.video import scene_cuts, temporal
 
 
 def _load_bench():

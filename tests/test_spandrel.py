@@ -11,8 +11,11 @@ from paragonsr2_pack.paragonsr2_arch import spandrel_arch as sparch
 try:
     from spandrel import MAIN_REGISTRY, ImageModelDescriptor, ModelLoader
 except Exception as exc:  # ImportError, or torchvision failing to import beside this torch
-    pytest.skip(f"spandrel is not importable here ({type(exc).__name__}: {str(exc)[:120]}); "
-                "install torch==2.14.1 torchvision==0.29.1 spandrel to run these", allow_module_level=True)
+    pytest.skip(
+        f"spandrel is not importable here ({type(exc).__name__}: {str(exc)[:120]}); "
+        "install torch==2.14.1 torchvision==0.29.1 spandrel to run these",
+        allow_module_level=True,
+    )
 
 ONE_PER_VARIANT = list({c["variant"]: c for c in reversed(reference_cases())}.values())
 
@@ -31,8 +34,9 @@ def _other_architectures():
         "ESRGAN": ESRGAN(num_filters=16, num_blocks=2, scale=2),
         "Compact": Compact(num_feat=16, num_conv=4, upscale=2),
         "SPAN": SPAN(num_in_ch=3, num_out_ch=3, feature_channels=16, upscale=2),
-        "SwinIR": SwinIR(embed_dim=12, depths=[2], num_heads=[2], window_size=8, upscale=2,
-                         upsampler="pixelshuffledirect"),
+        "SwinIR": SwinIR(
+            embed_dim=12, depths=[2], num_heads=[2], window_size=8, upscale=2, upsampler="pixelshuffledirect"
+        ),
         "OmniSR": OmniSR(num_feat=16, up_scale=2),
         "PLKSR": RealPLKSR(dim=16, n_blocks=2, upscaling_factor=2),  # spandrel id of both PLKSR kinds
         "SAFMN": SAFMN(dim=16, n_blocks=2, upscaling_factor=2),

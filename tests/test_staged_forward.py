@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from packlib import load_reference, natural_image, reference_case_for, submodule
-
-te = submodule("engines.backends.torch_engine")
-arch = submodule("paragonsr2_arch")
+from paragonsr2_pack import paragonsr2_arch as arch
+from paragonsr2_pack.engines.backends import torch_engine as te
+from paragonsr2_pack.engines.tiling import runner as tiling
 
 VARIANTS = ["realtime", "stream", "photo", "pro"]
 
@@ -111,8 +111,6 @@ def test_raising_hook_stops_the_pass_midway():
 
 # -- the tiled runner: cancel points and progress inside tiles ---------------------------------
 
-tiling = submodule("engines.tiling.runner")
-
 
 def _bhwc(h, w, seed=0):
     return natural_image(h, w, seed=seed).permute(0, 2, 3, 1).contiguous()
@@ -127,8 +125,9 @@ def test_runner_reports_every_stage_and_stays_exact(monkeypatch):
     plain = tiling.upscale_image(engine, image, tile_size=32)
     monkeypatch.setattr(tiling, "PROGRESS_INTERVAL_S", 0.0)
     updates = []
-    hooked = tiling.upscale_image(engine, image, tile_size=32, check_interrupt=lambda: None,
-                                  progress=lambda d, t: updates.append((d, t)))
+    hooked = tiling.upscale_image(
+        engine, image, tile_size=32, check_interrupt=lambda: None, progress=lambda d, t: updates.append((d, t))
+    )
     assert torch.equal(hooked, plain)
     total = updates[0][1]
     assert total % engine.info.steps_per_call == 0 and total > engine.info.steps_per_call  # several tiles
@@ -148,6 +147,7 @@ def test_runner_cancel_stops_inside_a_photo_tile():
             raise _Cancelled()
 
     with pytest.raises(_Cancelled):
-        tiling.upscale_image(engine, _bhwc(64, 64), tile_size=32, check_interrupt=interrupt,
-                             progress=lambda d, t: updates.append((d, t)))
+        tiling.upscale_image(
+            engine, _bhwc(64, 64), tile_size=32, check_interrupt=interrupt, progress=lambda d, t: updates.append((d, t))
+        )
     assert updates[0][0] == 0 and all(d < engine.info.steps_per_call for d, _ in updates)

@@ -10,10 +10,9 @@ import json
 import pytest
 import torch
 
-from packlib import max_abs, natural_image, run_node, submodule
-
-build = submodule("engines.backends.tensorrt_build")
-ec = submodule("engines.backends.engine_cache")
+from packlib import max_abs, natural_image, run_node
+from paragonsr2_pack.engines.backends import engine_cache as ec
+from paragonsr2_pack.engines.backends import tensorrt_build as build
 
 REASON = build.unavailable_reason()
 needs_trt = pytest.mark.skipif(REASON is not None, reason=f"TensorRT layer not testable here: {REASON}")
@@ -27,7 +26,8 @@ def test_unavailable_reason_says_what_and_how():
 
 
 def test_engine_module_imports_without_tensorrt():
-    trt_engine = submodule("engines.backends.tensorrt_engine")
+    from paragonsr2_pack.engines.backends import tensorrt_engine as trt_engine
+
     assert hasattr(trt_engine, "load_or_build") and hasattr(trt_engine, "TensorRTEngine")
 
 
@@ -55,11 +55,18 @@ def test_strongly_typed_flag_is_computed():
 @needs_trt
 @pytest.mark.parametrize("precision,tol", [("fp32", 1e-3), ("fp16", 1e-2)])
 def test_build_and_run_matches_torch(arch, tmp_path, precision, tol):
-    trt_engine = submodule("engines.backends.tensorrt_engine")
+    from paragonsr2_pack.engines.backends import tensorrt_engine as trt_engine
+
     model = _small(arch, "photo")
     steps = []
-    engine = trt_engine.load_or_build(model, precision=precision, profile=PROFILE, video=True,
-                                      models_dir=tmp_path, progress=lambda d, t: steps.append((d, t)))
+    engine = trt_engine.load_or_build(
+        model,
+        precision=precision,
+        profile=PROFILE,
+        video=True,
+        models_dir=tmp_path,
+        progress=lambda d, t: steps.append((d, t)),
+    )
     assert (engine.min_tile, engine.max_tile, engine.max_batch) == (32, 128, 2)
     x = natural_image(64, 96, seed=1, batch=3)  # batch above the profile: split into calls
     with torch.inference_mode():
@@ -81,8 +88,9 @@ def test_build_and_run_matches_torch(arch, tmp_path, precision, tol):
 @pytest.mark.tensorrt
 @needs_trt
 def test_tiled_runner_stays_inside_profile(arch, tmp_path):
-    tiling = submodule("engines.tiling.runner")
-    trt_engine = submodule("engines.backends.tensorrt_engine")
+    from paragonsr2_pack.engines.backends import tensorrt_engine as trt_engine
+    from paragonsr2_pack.engines.tiling import runner as tiling
+
     model = _small(arch)
     engine = trt_engine.load_or_build(model, precision="fp32", profile=PROFILE, models_dir=tmp_path)
     image = natural_image(200, 150, seed=3).permute(0, 2, 3, 1)  # larger than max_side
@@ -96,10 +104,12 @@ def test_tiled_runner_stays_inside_profile(arch, tmp_path):
 @needs_trt
 def test_build_cancel(arch, tmp_path):
     model = _small(arch)
-    ox = submodule("engines.backends.onnx_export")
+    from paragonsr2_pack.engines.backends import onnx_export as ox
+
     with pytest.raises(build.BuildCancelled):
-        build.build_serialized_engine(ox.export_onnx(model), PROFILE, num_feat=model.num_feat, video=False,
-                                      cancel=lambda: True)
+        build.build_serialized_engine(
+            ox.export_onnx(model), PROFILE, num_feat=model.num_feat, video=False, cancel=lambda: True
+        )
 
 
 @pytest.mark.tensorrt
@@ -115,6 +125,7 @@ def test_build_failure_reports_tensorrt_log(arch):
 # from the real ONNX graph and profile); everything else (real model file, real export, real
 # cache files, locks, sidecars) is the code the node and `paragonsr2 build-trt` run.
 
+
 class _StandInTensorRT:
     __version__ = "10.13.0"
 
@@ -128,7 +139,8 @@ class _LoadedEngine:
 
 @pytest.fixture
 def stand_in_tensorrt(monkeypatch):
-    trt_engine = submodule("engines.backends.tensorrt_engine")
+    from paragonsr2_pack.engines.backends import tensorrt_engine as trt_engine
+
     builds = []
 
     def build_serialized_engine(onnx_bytes, profile, **kwargs):
@@ -150,14 +162,16 @@ def _sidecars(models_dir):
 
 def test_node_and_command_line_share_cache_entries(arch, tmp_path, monkeypatch, capsys, stand_in_tensorrt):
     pytest.importorskip("onnx")
-    cli = submodule("cli")
-    trt_nodes = submodule("nodes.tensorrt_nodes")
-    base = submodule("engines.runtime.contract")
+    from paragonsr2_pack import cli
+    from paragonsr2_pack.engines.runtime import contract as base
+    from paragonsr2_pack.nodes import tensorrt_nodes as trt_nodes
+
     model_file = arch.save_model(_small(arch), tmp_path / "rt_x2.safetensors")
     handle = base.ModelHandle(arch.load_model(model_file), model_file.name)
     tiles = dict(min_tile=32, opt_tile=64, max_tile=128)
     cli_args = ["build-trt", "--model", str(model_file), "--precision", "fp16"] + [
-        f"--{k.replace('_', '-')}={v}" for k, v in tiles.items()]
+        f"--{k.replace('_', '-')}={v}" for k, v in tiles.items()
+    ]
 
     # The node builds; the command line then finds its engine.
     monkeypatch.setenv("PARAGONSR2_MODELS_DIR", str(tmp_path / "node_first"))
@@ -176,6 +190,10 @@ def test_node_and_command_line_share_cache_entries(arch, tmp_path, monkeypatch, 
     node_meta, cli_meta = _sidecars(tmp_path / "node_first"), _sidecars(tmp_path / "cli_first")
     assert len(node_meta) == 1 and node_meta == cli_meta
     assert {k: node_meta[0][k] for k in ("variant", "scale", "precision")} == {
-        "variant": "realtime", "scale": 2, "precision": "fp16"}
+        "variant": "realtime",
+        "scale": 2,
+        "precision": "fp16",
+    }
     assert sorted(p.name for p in ec.cache_dir(tmp_path / "node_first").glob("*.engine")) == sorted(
-        p.name for p in ec.cache_dir(tmp_path / "cli_first").glob("*.engine"))
+        p.name for p in ec.cache_dir(tmp_path / "cli_first").glob("*.engine")
+    )

@@ -9,14 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from packlib import max_abs, natural_image, run_node as _run, submodule
+from packlib import max_abs, natural_image
+from packlib import run_node as _run
+from paragonsr2_pack.engines.backends import tensorrt_build as build
+from paragonsr2_pack.engines.runtime import contract as base
+from paragonsr2_pack.nodes import tensorrt_nodes as trt_nodes
 
-trt_nodes = submodule("nodes.tensorrt_nodes")
-base = submodule("engines.runtime.contract")
-build = submodule("engines.backends.tensorrt_build")
 REASON = build.unavailable_reason()
-
-
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +37,7 @@ def test_node_contract():
     for cls in trt_nodes.NODE_CLASS_MAPPINGS.values():
         assert cls.CATEGORY == "image/upscaling/ParagonSR2" and cls.DESCRIPTION
         assert hasattr(cls, cls.FUNCTION)
-        for name, (kind, *opts) in cls.INPUT_TYPES()["required"].items():
+        for name, (_kind, *opts) in cls.INPUT_TYPES()["required"].items():
             assert opts and opts[0].get("tooltip"), f"{cls.__name__}.{name} has no tooltip"
     b = trt_nodes.ParagonSR2BuildTensorRTEngine
     assert b.RETURN_TYPES == ("PARAGONSR2_MODEL",)
@@ -55,7 +54,8 @@ def test_build_without_tensorrt_falls_back_and_logs(handle, caplog):
     assert isinstance(out, base.ModelHandle) and out.engine is None and out.model is handle.model
     assert "TensorRT not available" in caplog.text and "pip install tensorrt" in caplog.text
     # The returned handle still upscales (on PyTorch) through the Upscale node.
-    image_nodes = submodule("nodes.image_nodes")
+    from paragonsr2_pack.nodes import image_nodes
+
     image = natural_image(24, 40, seed=1).permute(0, 2, 3, 1)
     (up,) = image_nodes.ParagonSR2Upscale().upscale(out, image, tile_size=0, halo=-1, device="cpu")
     assert up.shape == (1, 48, 80, 3)
@@ -88,8 +88,9 @@ def test_export_onnx_node_writes_working_graph(handle, tmp_path, monkeypatch):
     with torch.inference_mode():
         assert max_abs(torch.from_numpy(y), handle.model(x)) <= 1e-4
     # A second export never overwrites the first.
-    (second,) = _run(trt_nodes.ParagonSR2ExportONNX, model=handle, precision="fp32",
-                     filename_prefix="onnx/demo")["result"]
+    (second,) = _run(trt_nodes.ParagonSR2ExportONNX, model=handle, precision="fp32", filename_prefix="onnx/demo")[
+        "result"
+    ]
     assert second != path and second.endswith("_00001.onnx")
 
 
@@ -101,8 +102,14 @@ def test_export_onnx_node_video_and_fp16(handle, tmp_path, monkeypatch):
     sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     assert [i.name for i in sess.get_inputs()] == ["input", "prev_feat", "temporal_alpha"]
     x = natural_image(16, 32, seed=3)
-    out, feat = sess.run(None, {"input": x.numpy(), "prev_feat": np.zeros((1, 16, 16, 32), np.float32),
-                                "temporal_alpha": np.asarray(0.0, np.float32)})
+    out, _ = sess.run(
+        None,
+        {
+            "input": x.numpy(),
+            "prev_feat": np.zeros((1, 16, 16, 32), np.float32),
+            "temporal_alpha": np.asarray(0.0, np.float32),
+        },
+    )
     with torch.inference_mode():
         assert max_abs(torch.from_numpy(out), handle.model(x)) <= 8e-3  # fp16 limit, see test_onnx_export
 
@@ -116,8 +123,9 @@ def test_export_onnx_node_refuses_escaping_prefix(handle, tmp_path, monkeypatch)
 def test_upscale_node_runs_on_an_onnxruntime_engine(handle):
     """A handle carrying a non-torch engine (what the Build node returns) drives the Upscale node."""
     pytest.importorskip("onnxruntime")
-    orte = submodule("engines.backends.onnxruntime_engine")
-    image_nodes = submodule("nodes.image_nodes")
+    from paragonsr2_pack.engines.backends import onnxruntime_engine as orte
+    from paragonsr2_pack.nodes import image_nodes
+
     with_engine = handle.with_engine(orte.OnnxRuntimeEngine.from_model(handle.model, "fp32"))
     image = natural_image(37, 45, seed=4).permute(0, 2, 3, 1)
     (up,) = image_nodes.ParagonSR2Upscale().upscale(with_engine, image, tile_size=0, halo=-1, device="cpu")

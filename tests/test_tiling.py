@@ -7,14 +7,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from packlib import load_reference, max_abs, natural_image, psnr, reference_case_for, submodule
+from packlib import load_reference, max_abs, natural_image, psnr, reference_case_for
+from paragonsr2_pack.engines.backends import torch_engine as te
+from paragonsr2_pack.engines.runtime import backoff, contract
+from paragonsr2_pack.engines.tiling import plan, sizing
+from paragonsr2_pack.engines.tiling import runner as tiling
 
-te = submodule("engines.backends.torch_engine")
-tiling = submodule("engines.tiling.runner")
-plan = submodule("engines.tiling.plan")
-sizing = submodule("engines.tiling.sizing")
-backoff = submodule("engines.runtime.backoff")
-contract = submodule("engines.runtime.contract")
 ALIGN = contract.ALIGN
 
 # tiled-vs-whole PSNR floors at default settings (docs/tiling.md has the measurements)
@@ -42,7 +40,7 @@ def _whole_padded(engine, image_bhwc):
     h, w = image_bhwc.shape[1:3]
     x = F.pad(image_bhwc.permute(0, 3, 1, 2), (0, (-w) % 16, 0, (-h) % 16), mode="reflect")
     s = engine.info.scale
-    return _whole(engine, x.permute(0, 2, 3, 1))[:, :h * s, :w * s]
+    return _whole(engine, x.permute(0, 2, 3, 1))[:, : h * s, : w * s]
 
 
 def _bhwc(h, w, batch=1, seed=0):
@@ -54,7 +52,7 @@ def test_plan_tiles_cover_once_aligned():
         tiles = plan.plan_tiles(h, w, tile, halo)
         count = torch.zeros(h, w, dtype=torch.int32)
         for t in tiles:
-            count[t.y0:t.y1, t.x0:t.x1] += 1
+            count[t.y0 : t.y1, t.x0 : t.x1] += 1
             assert t.y0 % 16 == 0 and t.x0 % 16 == 0
             assert (t.y1 - t.y0) % 16 == 0 or t.y1 == h
             assert (t.x1 - t.x0) % 16 == 0 or t.x1 == w
@@ -154,8 +152,14 @@ def test_cancel_between_tiles_then_next_run_works(realtime):
     # inside the first tile
     assert len(calls) == 1
     steps = []
-    out = tiling.upscale_image(counting, image, tile_size=32, batch_chunk=1, check_interrupt=lambda: None,
-                               progress=lambda d, t: steps.append((d, t)))
+    out = tiling.upscale_image(
+        counting,
+        image,
+        tile_size=32,
+        batch_chunk=1,
+        check_interrupt=lambda: None,
+        progress=lambda d, t: steps.append((d, t)),
+    )
     assert max_abs(out, _whole(realtime, image)) <= 1e-5
     per_tile = realtime.info.steps_per_call  # conv_in, 3 blocks, tail
     total = 8 * per_tile  # 4 tiles x 2 batch chunks
@@ -243,8 +247,9 @@ def test_cpu_auto_tiles_allocator_sized_or_cores_size_under_load(realtime, monke
     photo = _engine("photo")
     assert sizing.tile_layout(photo.info, 1024, 1024, free_memory=plenty)[0] == 1024
     assert sizing.tile_layout(photo.info, 2048, 2048, free_memory=lambda: 16 << 30)[0] == 1024
-    gpu_like = contract.EngineInfo(device=torch.device("cuda"), dtype=torch.float16, variant="realtime", scale=2,
-                                   window=1, exact_halo=7)
+    gpu_like = contract.EngineInfo(
+        device=torch.device("cuda"), dtype=torch.float16, variant="realtime", scale=2, window=1, exact_halo=7
+    )
     assert sizing.tile_layout(gpu_like, 2048, 2048, free_memory=plenty)[0] == 2048
     # batches: one frame-sized image per CPU call, many small ones
     assert sizing.cpu_images_per_call(realtime.info, 270 * 270) == 1

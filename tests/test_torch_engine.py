@@ -10,10 +10,9 @@ import pytest
 import torch
 
 from packlib import load_reference, max_abs, natural_image, reference_case_for, submodule
-
-te = submodule("engines.backends.torch_engine")
-base = submodule("engines.runtime.contract")
-devices = submodule("engines.runtime.devices")
+from paragonsr2_pack.engines.backends import torch_engine as te
+from paragonsr2_pack.engines.runtime import contract as base
+from paragonsr2_pack.engines.runtime import devices
 
 CUDA = torch.cuda.is_available()
 needs_cuda = pytest.mark.skipif(not CUDA, reason="no CUDA GPU on this machine")
@@ -105,7 +104,9 @@ def test_fp16_without_overflow_keeps_fp16(variant):
 def test_is_out_of_memory():
     assert devices.is_out_of_memory(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"))
     assert devices.is_out_of_memory(RuntimeError("CUDA error: out of memory"))
-    assert devices.is_out_of_memory(RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory"))
+    assert devices.is_out_of_memory(
+        RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory")
+    )
     assert devices.is_out_of_memory(MemoryError())
     assert not devices.is_out_of_memory(RuntimeError("Given groups=1, weight of size [16, 3, 3, 3]"))
     assert not devices.is_out_of_memory(KeyboardInterrupt())
@@ -140,7 +141,9 @@ print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 3)
 """
 
 
-@pytest.mark.skipif(not submodule("engines.runtime.memory").is_glibc(), reason="the allocator warm-up only acts on glibc (Linux)")
+@pytest.mark.skipif(
+    not submodule("engines.runtime.memory").is_glibc(), reason="the allocator warm-up only acts on glibc (Linux)"
+)
 def test_warm_allocator_stops_page_faults_per_call():
     """A 256x256 realtime forward pass on the CPU, each in a fresh process: glibc's default
     thresholds page-fault its tensors afresh on every call; after warm_cpu_allocator() (which a
@@ -148,8 +151,13 @@ def test_warm_allocator_stops_page_faults_per_call():
     env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
 
     def faults_per_call(mode):
-        done = subprocess.run([sys.executable, "-c", _FAULTS_CHILD, str(Path(__file__).parent), mode],
-                              capture_output=True, text=True, env=env, timeout=300)
+        done = subprocess.run(
+            [sys.executable, "-c", _FAULTS_CHILD, str(Path(__file__).parent), mode],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+        )
         assert done.returncode == 0, done.stderr
         return float(done.stdout.split()[-1])
 

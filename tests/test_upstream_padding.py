@@ -19,16 +19,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from packlib import load_reference, max_abs, natural_image, psnr, reference_case_for, run_node, submodule
-
-te = submodule("engines.backends.torch_engine")
-tiling = submodule("engines.tiling.runner")
-plan = submodule("engines.tiling.plan")
-sizing = submodule("engines.tiling.sizing")
-temporal = submodule("engines.video.temporal")
-contract = submodule("engines.runtime.contract")
-image_nodes = submodule("nodes.image_nodes")
-video_nodes = submodule("nodes.video_nodes")
+from packlib import load_reference, max_abs, natural_image, psnr, reference_case_for, run_node
+from paragonsr2_pack.engines.backends import torch_engine as te
+from paragonsr2_pack.engines.runtime import contract
+from paragonsr2_pack.engines.tiling import plan, sizing
+from paragonsr2_pack.engines.tiling import runner as tiling
+from paragonsr2_pack.engines.video import temporal
+from paragonsr2_pack.nodes import image_nodes, video_nodes
 
 TOL = 1e-4  # float32 rounding between the optimised path / ONNX graph and the plain forward
 TILED_FLOOR = {"photo": 50.0, "pro": 45.0}  # dB against upstream's whole padded result
@@ -46,7 +43,7 @@ def upstream_result(model, x_bchw: torch.Tensor) -> torch.Tensor:
     """(B, sH, sW, 3) clamped: the network on the padded image, cropped back."""
     h, w = x_bchw.shape[-2:]
     s = model.scale
-    out = model(upstream_pad(x_bchw))[..., :h * s, :w * s]
+    out = model(upstream_pad(x_bchw))[..., : h * s, : w * s]
     return out.clamp(0, 1).permute(0, 2, 3, 1)
 
 
@@ -108,7 +105,8 @@ def test_whole_and_tiled_torch(small):
 def test_whole_and_tiled_onnxruntime(small):
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
-    orte = submodule("engines.backends.onnxruntime_engine")
+    from paragonsr2_pack.engines.backends import onnxruntime_engine as orte
+
     engine = orte.OnnxRuntimeEngine.from_model(small, "fp32", video=True)
     x = natural_image(39, 50, seed=2)
     expected = upstream_result(small, x)
@@ -128,8 +126,8 @@ def upstream_video(model, frames_bchw: torch.Tensor, alpha: float) -> torch.Tens
     h, w = frames_bchw.shape[-2:]
     s, prev, outs = model.scale, None, []
     for t in range(frames_bchw.shape[0]):
-        out, prev = model(upstream_pad(frames_bchw[t:t + 1]), feature_tap=True, prev_feat=prev, alpha=alpha)
-        outs.append(out[..., :h * s, :w * s])
+        out, prev = model(upstream_pad(frames_bchw[t : t + 1]), feature_tap=True, prev_feat=prev, alpha=alpha)
+        outs.append(out[..., : h * s, : w * s])
     return torch.cat(outs).clamp(0, 1).permute(0, 2, 3, 1)
 
 
@@ -141,8 +139,9 @@ def test_video_runner_is_upstreams_recurrence(small):
     out, state = temporal.upscale_video(engine, bhwc(clip), temporal_strength=0.3, scene_cut_sensitivity=0.0)
     assert max_abs(out, expected) < TOL
     # the state continues across batches at the unpadded size
-    more, _ = temporal.upscale_video(engine, bhwc(clip[:1]), temporal_strength=0.3,
-                                     scene_cut_sensitivity=0.0, state=state)
+    more, _ = temporal.upscale_video(
+        engine, bhwc(clip[:1]), temporal_strength=0.3, scene_cut_sensitivity=0.0, state=state
+    )
     again = upstream_video(small, torch.cat([clip, clip[:1]]), 0.3)[-1:]
     assert max_abs(more, again) < TOL
 
@@ -163,8 +162,9 @@ def test_nodes_give_upstreams_result(arch):
     expected = upstream_result(model, x)
     (image,) = run_node(image_nodes.ParagonSR2Upscale, model=handle, image=bhwc(x), device="cpu")
     assert max_abs(image, expected) < TOL
-    frames, _ = run_node(video_nodes.ParagonSR2VideoUpscale, model=handle, frames=bhwc(x),
-                         temporal_strength=0.0, device="cpu")
+    frames, _ = run_node(
+        video_nodes.ParagonSR2VideoUpscale, model=handle, frames=bhwc(x), temporal_strength=0.0, device="cpu"
+    )
     assert max_abs(frames, expected) < TOL
 
 
@@ -186,13 +186,16 @@ def test_sides_reflect_can_pad_match_upstream_and_smaller_ones_are_refused(arch)
 def test_tensorrt_engine_gets_upstreams_borders(arch, tmp_path):
     """TensorRT (GPU only): the runner pads before the engine, so the profile sees 16-aligned
     boxes and the result is upstream's within fp32 TensorRT's tolerance."""
-    build = submodule("engines.backends.tensorrt_build")
+    from paragonsr2_pack.engines.backends import tensorrt_build as build
+
     reason = build.unavailable_reason()
     if reason is not None:
         pytest.skip(f"TensorRT not testable here: {reason}")
-    trt_engine = submodule("engines.backends.tensorrt_engine")
+    from paragonsr2_pack.engines.backends import tensorrt_engine as trt_engine
+
     model = small_model(arch, "photo")
-    ec = submodule("engines.backends.engine_cache")
+    from paragonsr2_pack.engines.backends import engine_cache as ec
+
     profile = ec.Profile(min_side=32, opt_side=64, max_side=128, min_batch=1, opt_batch=1, max_batch=2)
     engine = trt_engine.load_or_build(model, precision="fp32", profile=profile, models_dir=tmp_path)
     x = natural_image(45, 51, seed=8)
@@ -215,6 +218,9 @@ def test_rgba_alpha_and_output_size_with_padding(arch):
     assert psnr(out[..., :3], upstream_result(model, x)) >= TILED_FLOOR["photo"]
     small = tiling.upscale_image(engine, rgba, output_size=(20, 25))
     native = tiling.upscale_image(engine, rgba)
-    expected = F.interpolate(native.permute(0, 3, 1, 2), size=(20, 25), mode="bicubic", antialias=True,
-                             align_corners=False).clamp(0, 1).permute(0, 2, 3, 1)
+    expected = (
+        F.interpolate(native.permute(0, 3, 1, 2), size=(20, 25), mode="bicubic", antialias=True, align_corners=False)
+        .clamp(0, 1)
+        .permute(0, 2, 3, 1)
+    )
     assert max_abs(small, expected) < 1e-6

@@ -8,16 +8,13 @@ import logging
 import pytest
 import torch
 
-from packlib import load_reference, max_abs, natural_image, reference_case_for, run_node as call, submodule
+from packlib import load_reference, max_abs, natural_image, reference_case_for
+from packlib import run_node as call
+from paragonsr2_pack.engines.runtime import contract
+from paragonsr2_pack.engines.video import scene_cuts, temporal
+from paragonsr2_pack.nodes import image_nodes, video_nodes
 
-video_nodes = submodule("nodes.video_nodes")
-image_nodes = submodule("nodes.image_nodes")
-contract = submodule("engines.runtime.contract")
-scene_cuts = submodule("engines.video.scene_cuts")
-temporal = submodule("engines.video.temporal")
 Node = video_nodes.ParagonSR2VideoUpscale
-
-
 
 
 def to_image(x_bchw):
@@ -27,7 +24,7 @@ def to_image(x_bchw):
 def clip(h, w, n, seed=0):
     """n frames panning 1 px per frame: small steps, no scene cut at the default sensitivity."""
     big = natural_image(h, w + n, seed=seed)
-    return to_image(torch.cat([big[..., t:t + w] for t in range(n)]))
+    return to_image(torch.cat([big[..., t : t + w] for t in range(n)]))
 
 
 def _case(variant):
@@ -57,9 +54,9 @@ def recurrence(model, frames, alpha):
     outs, feat = [], None
     for t in range(x.shape[0]):
         if restart[t]:
-            out, feat = model(x[t:t + 1], feature_tap=True)
+            out, feat = model(x[t : t + 1], feature_tap=True)
         else:
-            out, feat = model(x[t:t + 1], feature_tap=True, prev_feat=feat, alpha=alpha)
+            out, feat = model(x[t : t + 1], feature_tap=True, prev_feat=feat, alpha=alpha)
         outs.append(out)
     return to_image(torch.cat(outs)).clamp(0, 1), restart
 
@@ -69,8 +66,15 @@ def test_node_follows_the_comfyui_contract(pack):
     assert pack.NODE_DISPLAY_NAME_MAPPINGS["ParagonSR2VideoUpscale"] == "ParagonSR2 Video Upscale"
     spec = Node.INPUT_TYPES()
     required, optional = spec["required"], spec["optional"]
-    assert list(required) == ["model", "frames", "temporal_strength", "scene_cut_sensitivity",
-                              "motion_adaptive", "tile_size", "frames_per_chunk"]
+    assert list(required) == [
+        "model",
+        "frames",
+        "temporal_strength",
+        "scene_cut_sensitivity",
+        "motion_adaptive",
+        "tile_size",
+        "frames_per_chunk",
+    ]
     assert required["model"][0] == "PARAGONSR2_MODEL" and required["frames"][0] == "IMAGE"
     assert required["temporal_strength"][1]["default"] == 0.2
     assert required["temporal_strength"][1]["max"] == 0.95
@@ -135,6 +139,7 @@ def test_example_workflow_matches_the_nodes(pack):
     """The shipped UI workflow: only core nodes and ours, consistent links, and widget values
     in the order of our INPUT_TYPES."""
     import json
+
     from packlib import PACK_ROOT
 
     workflow = json.loads((PACK_ROOT / "example_workflows" / "ParagonSR2_video_upscale.json").read_text())
@@ -147,8 +152,12 @@ def test_example_workflow_matches_the_nodes(pack):
     for n in nodes.values():
         if n["type"] in pack.NODE_CLASS_MAPPINGS:
             spec = pack.NODE_CLASS_MAPPINGS[n["type"]].INPUT_TYPES()
-            widgets = [name for section in spec.values() for name, (kind, *_) in section.items()
-                       if isinstance(kind, list) or kind in ("INT", "FLOAT", "STRING", "BOOLEAN")]
+            widgets = [
+                name
+                for section in spec.values()
+                for name, (kind, *_) in section.items()
+                if isinstance(kind, list) or kind in ("INT", "FLOAT", "STRING", "BOOLEAN")
+            ]
             assert len(n["widgets_values"]) == len(widgets), n["type"]
     # Frame rate and audio go from Get Video Components straight to Create Video.
     (parts,) = [n for n in nodes.values() if n["type"] == "GetVideoComponents"]

@@ -52,16 +52,19 @@ class Profile:
 
     def shapes(self, channels: int) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
         """(min, opt, max) NCHW shapes of an LR-sized input with ``channels`` channels."""
-        return ((self.min_batch, channels, self.min_side, self.min_side),
-                (self.opt_batch, channels, self.opt_side, self.opt_side),
-                (self.max_batch, channels, self.max_side, self.max_side))
+        return (
+            (self.min_batch, channels, self.min_side, self.min_side),
+            (self.opt_batch, channels, self.opt_side, self.opt_side),
+            (self.max_batch, channels, self.max_side, self.max_side),
+        )
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
-def engine_facts(onnx_bytes: bytes, profile: Profile, *, tensorrt_version: str, gpu_name: str,
-                 compute_capability: str, video: bool) -> dict:
+def engine_facts(
+    onnx_bytes: bytes, profile: Profile, *, tensorrt_version: str, gpu_name: str, compute_capability: str, video: bool
+) -> dict:
     """Everything an engine depends on; equal facts = interchangeable engines."""
     return {
         "format": FORMAT,
@@ -135,6 +138,7 @@ class KeyLock:
 
 # -- the cache -----------------------------------------------------------------------------------
 
+
 class EngineCache:
     """Engines under ``<models_dir>/tensorrt/paragonsr2/``, looked up by facts."""
 
@@ -167,9 +171,13 @@ class EngineCache:
     def store(self, facts: dict, engine_bytes: bytes, label: str = "", extra: dict | None = None) -> Path:
         """Write engine then sidecar atomically (call inside ``lock``); returns the engine path."""
         engine, sidecar = self.paths(facts, label)
-        meta = {"facts": facts, "engine_sha256": hashlib.sha256(engine_bytes).hexdigest(),
-                "engine_bytes": len(engine_bytes), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                **(extra or {})}
+        meta = {
+            "facts": facts,
+            "engine_sha256": hashlib.sha256(engine_bytes).hexdigest(),
+            "engine_bytes": len(engine_bytes),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            **(extra or {}),
+        }
         atomic_write_bytes(engine, engine_bytes)
         atomic_write_bytes(sidecar, (json.dumps(meta, indent=1, sort_keys=True) + "\n").encode())
         return engine
@@ -182,5 +190,7 @@ class EngineCache:
 def _describe(facts) -> str:
     if not isinstance(facts, dict):
         return "unknown settings"
-    return (f"TensorRT {facts.get('tensorrt_version')} on {facts.get('gpu_name')} "
-            f"(compute {facts.get('compute_capability')})")
+    return (
+        f"TensorRT {facts.get('tensorrt_version')} on {facts.get('gpu_name')} "
+        f"(compute {facts.get('compute_capability')})"
+    )

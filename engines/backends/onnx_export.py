@@ -11,7 +11,8 @@ Graphs (float32 inputs and outputs; the network inside runs in the chosen precis
 N, H and W are dynamic; with window attention (photo, pro) H and W must be multiples of 16
 (ALIGN): the runners and engines pad, so the window attention never needs its own padding and
 the graph has no size-dependent padding. realtime/stream graphs take any H, W (no padding, so
-their tiled results stay exact at every border). ``static_hw=(h, w)`` instead exports a graph for exactly one LR size (any size; the
+their tiled results stay exact at every border). ``static_hw=(h, w)`` instead exports a graph
+for exactly one LR size (any size; the
 attention padding is then a fixed Pad), which is how the tests compare against the upstream
 reference vectors (37 x 45).
 
@@ -49,13 +50,50 @@ PREV_FEAT, ALPHA, FEATURE = "prev_feat", "temporal_alpha", "feature_map"
 # Every operator the exported graphs may contain. All are supported by the ONNX parser of
 # TensorRT 10.0 and later (onnx-tensorrt docs/operators.md) and by ONNX Runtime's CPU provider.
 # A new operator appearing here must be checked against that list first.
-TENSORRT_OPS = frozenset({
-    "Add", "Cast", "Clip", "Concat", "Constant", "ConstantOfShape", "Conv", "DepthToSpace", "Div",
-    "Erf", "Expand", "Gather", "Gelu", "Gemm", "GlobalAveragePool", "Identity", "MatMul", "Max",
-    "Min", "Mod", "Mul", "Neg", "Pad", "Pow", "Range", "Reciprocal", "ReduceMean", "Reshape",
-    "Resize", "Shape", "Sigmoid", "Slice", "Softmax", "Split", "Sqrt", "Squeeze", "Sub",
-    "Transpose", "Unsqueeze", "Where",
-})
+TENSORRT_OPS = frozenset(
+    {
+        "Add",
+        "Cast",
+        "Clip",
+        "Concat",
+        "Constant",
+        "ConstantOfShape",
+        "Conv",
+        "DepthToSpace",
+        "Div",
+        "Erf",
+        "Expand",
+        "Gather",
+        "Gelu",
+        "Gemm",
+        "GlobalAveragePool",
+        "Identity",
+        "MatMul",
+        "Max",
+        "Min",
+        "Mod",
+        "Mul",
+        "Neg",
+        "Pad",
+        "Pow",
+        "Range",
+        "Reciprocal",
+        "ReduceMean",
+        "Reshape",
+        "Resize",
+        "Shape",
+        "Sigmoid",
+        "Slice",
+        "Softmax",
+        "Split",
+        "Sqrt",
+        "Squeeze",
+        "Sub",
+        "Transpose",
+        "Unsqueeze",
+        "Where",
+    }
+)
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
@@ -137,8 +175,10 @@ class VideoGraph(nn.Module):
 def export_copy(model: nn.Module, precision: str) -> nn.Module:
     """A deep copy in ``precision`` for tracing; the caller's model is never touched."""
     if precision == "bf16":
-        raise ExportError("bf16 ONNX graphs need opset 22 (Conv in bfloat16), newer than TensorRT 10.0 "
-                          "accepts; export fp16 (same speed on GPUs with bf16) or fp32")
+        raise ExportError(
+            "bf16 ONNX graphs need opset 22 (Conv in bfloat16), newer than TensorRT 10.0 "
+            "accepts; export fp16 (same speed on GPUs with bf16) or fp32"
+        )
     if precision not in GRAPH_DTYPES:
         raise ExportError(f"unknown precision {precision!r}; use one of {', '.join(GRAPH_DTYPES)}")
     return frozen_copy(model, dtype=GRAPH_DTYPES[precision])
@@ -162,9 +202,15 @@ def metadata(model: nn.Module, precision: str, video: bool, static_hw) -> dict[s
     }
 
 
-def export_onnx(model: nn.Module, path: str | Path | None = None, *, precision: str = "fp32",
-                video: bool = False, static_hw: tuple[int, int] | None = None,
-                opset: int = OPSET) -> bytes:
+def export_onnx(
+    model: nn.Module,
+    path: str | Path | None = None,
+    *,
+    precision: str = "fp32",
+    video: bool = False,
+    static_hw: tuple[int, int] | None = None,
+    opset: int = OPSET,
+) -> bytes:
     """Export ``model`` and return the ONNX bytes (also written atomically to ``path``).
 
     Dynamic batch always; dynamic H, W (multiples of 16) unless ``static_hw`` is given.
@@ -201,15 +247,25 @@ def export_onnx(model: nn.Module, path: str | Path | None = None, *, precision: 
     # fused kernels), so the exporter traces plain tensor ops.
     with reference_mode(), _typed_addcmul(opset), torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(wrapper, args, buffer, dynamo=False, opset_version=opset,
-                          input_names=inputs, output_names=outputs, dynamic_axes=axes,
-                          do_constant_folding=True)
+        torch.onnx.export(
+            wrapper,
+            args,
+            buffer,
+            dynamo=False,
+            opset_version=opset,
+            input_names=inputs,
+            output_names=outputs,
+            dynamic_axes=axes,
+            do_constant_folding=True,
+        )
     proto = onnx.load_from_string(buffer.getvalue())
     proto.producer_name = "ComfyUI-ParagonSR2"
-    proto.doc_string = (f"ParagonSR2 {model.variant} x{int(model.scale)} {precision} "
-                        f"{'video' if video else 'image'} graph; LR height/width multiples of {ALIGN}"
-                        if not static_hw else f"ParagonSR2 {model.variant} x{int(model.scale)} "
-                        f"{precision} graph for {h}x{w} LR inputs")
+    proto.doc_string = (
+        f"ParagonSR2 {model.variant} x{int(model.scale)} {precision} "
+        f"{'video' if video else 'image'} graph; LR height/width multiples of {ALIGN}"
+        if not static_hw
+        else f"ParagonSR2 {model.variant} x{int(model.scale)} {precision} graph for {h}x{w} LR inputs"
+    )
     for key, value in metadata(model, precision, video, static_hw).items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
@@ -226,7 +282,7 @@ def export_onnx(model: nn.Module, path: str | Path | None = None, *, precision: 
 
 
 # model -> {(precision, video): (weights digest, ONNX bytes)}; an entry dies with its model.
-_EXPORTS: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
+_EXPORTS: weakref.WeakKeyDictionary[nn.Module, dict] = weakref.WeakKeyDictionary()
 _EXPORTS_LOCK = threading.Lock()
 
 

@@ -27,16 +27,22 @@ from .onnx_export import ALPHA, FEATURE, INPUT, OUTPUT, PREV_FEAT, export_onnx, 
 logger = logging.getLogger("ParagonSR2")
 
 # Preference order; ONNX Runtime itself falls back to CPU when a provider fails to start.
-PREFERRED_PROVIDERS = ("CUDAExecutionProvider", "DmlExecutionProvider", "CoreMLExecutionProvider",
-                       "CPUExecutionProvider")
+PREFERRED_PROVIDERS = (
+    "CUDAExecutionProvider",
+    "DmlExecutionProvider",
+    "CoreMLExecutionProvider",
+    "CPUExecutionProvider",
+)
 
 
 def _require_ort():
     try:
         import onnxruntime
     except ImportError as exc:
-        raise RuntimeError("the ONNX Runtime engine needs onnxruntime: pip install onnxruntime "
-                           "(or onnxruntime-gpu / onnxruntime-directml)") from exc
+        raise RuntimeError(
+            "the ONNX Runtime engine needs onnxruntime: pip install onnxruntime "
+            "(or onnxruntime-gpu / onnxruntime-directml)"
+        ) from exc
     return onnxruntime
 
 
@@ -49,8 +55,14 @@ class OnnxRuntimeEngine(InfoAttributes):
     """``OnnxRuntimeEngine(onnx, conv_in=None, providers=None)``; ``onnx`` = bytes or a path of a
     graph written by ``export_onnx`` (its metadata gives scale, variant, precision, video)."""
 
-    def __init__(self, onnx: bytes | str | Path, *, conv_in: torch.nn.Module | None = None,
-                 providers: list[str] | None = None, threads: int = 0):
+    def __init__(
+        self,
+        onnx: bytes | str | Path,
+        *,
+        conv_in: torch.nn.Module | None = None,
+        providers: list[str] | None = None,
+        threads: int = 0,
+    ):
         ort = _require_ort()
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -58,8 +70,9 @@ class OnnxRuntimeEngine(InfoAttributes):
         if threads:
             options.intra_op_num_threads = int(threads)
         source = onnx if isinstance(onnx, (bytes, bytearray)) else str(onnx)
-        self.session = ort.InferenceSession(source, sess_options=options,
-                                            providers=list(providers or default_providers()))
+        self.session = ort.InferenceSession(
+            source, sess_options=options, providers=list(providers or default_providers())
+        )
         meta = self.session.get_modelmeta().custom_metadata_map
         if "paragonsr2.scale" not in meta:
             raise ValueError("not a ParagonSR2 graph written by export_onnx (no paragonsr2.* metadata)")
@@ -84,8 +97,9 @@ class OnnxRuntimeEngine(InfoAttributes):
         self._zeros = None
 
     @classmethod
-    def from_model(cls, model: torch.nn.Module, precision: str = "fp32", video: bool = False,
-                   providers: list[str] | None = None) -> "OnnxRuntimeEngine":
+    def from_model(
+        cls, model: torch.nn.Module, precision: str = "fp32", video: bool = False, providers: list[str] | None = None
+    ) -> OnnxRuntimeEngine:
         """Export ``model`` (a deep copy) and run it; conv_in is kept for ``encode``."""
         data = export_onnx(model, precision=precision, video=video)
         conv = frozen_copy(model.conv_in, dtype=GRAPH_DTYPES[precision])
@@ -103,11 +117,13 @@ class OnnxRuntimeEngine(InfoAttributes):
         return self._zeros
 
     def _run_video(self, x: torch.Tensor, feat: np.ndarray, alpha: float):
-        return self.session.run([OUTPUT, FEATURE], {
-            INPUT: np.ascontiguousarray(x.numpy()), PREV_FEAT: feat, ALPHA: np.asarray(alpha, np.float32)})
+        return self.session.run(
+            [OUTPUT, FEATURE],
+            {INPUT: np.ascontiguousarray(x.numpy()), PREV_FEAT: feat, ALPHA: np.asarray(alpha, np.float32)},
+        )
 
     def _crop(self, out: np.ndarray, h: int, w: int, factor: int) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(out[:, :, :h * factor, :w * factor]))
+        return torch.from_numpy(np.ascontiguousarray(out[:, :, : h * factor, : w * factor]))
 
     def __call__(self, lr: torch.Tensor, on_step=None) -> torch.Tensor:
         # on_step is not called: one graph run cannot stop midway (info.steps_per_call == 1)
@@ -161,8 +177,9 @@ def providers_for(device: str | torch.device) -> list:
     raise ValueError(f"device {device!r} is not available with ONNX Runtime; use auto, cpu or cuda[:N]")
 
 
-def create_engine(model: torch.nn.Module, *, device: str | torch.device = "auto", precision: str = "auto",
-                  video: bool = False) -> OnnxRuntimeEngine:
+def create_engine(
+    model: torch.nn.Module, *, device: str | torch.device = "auto", precision: str = "auto", video: bool = False
+) -> OnnxRuntimeEngine:
     """The registry's entry (registry.make_engine): ``model`` exported and run in a session."""
     providers = providers_for(device)
     first = providers[0] if isinstance(providers[0], str) else providers[0][0]

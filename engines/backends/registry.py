@@ -22,8 +22,15 @@ BACKENDS = {
 DEFAULT_BACKEND = "torch"
 
 
-def make_engine(backend: str, model: torch.nn.Module, device: str | torch.device = "auto",
-                precision: str = "auto", *, video: bool = False, **options) -> Engine:
+def make_engine(
+    backend: str,
+    model: torch.nn.Module,
+    device: str | torch.device = "auto",
+    precision: str = "auto",
+    *,
+    video: bool = False,
+    **options,
+) -> Engine:
     """An engine of ``backend`` for ``model`` (the CPU float32 master, never changed).
 
     ``device`` / ``precision`` take the torch choices ("auto", "cpu", "cuda:1"; "auto", "fp32",

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from ..runtime.files import atomic_write_bytes
 from .engine_cache import Profile
@@ -21,8 +21,10 @@ from .onnx_export import ALPHA, INPUT, PREV_FEAT
 
 logger = logging.getLogger("ParagonSR2")
 
-INSTALL_HINT = ("TensorRT engines need an NVIDIA GPU with a current driver, a CUDA build of "
-                "PyTorch, and the TensorRT Python package: pip install tensorrt")
+INSTALL_HINT = (
+    "TensorRT engines need an NVIDIA GPU with a current driver, a CUDA build of "
+    "PyTorch, and the TensorRT Python package: pip install tensorrt"
+)
 
 
 class TensorRTUnavailable(RuntimeError):
@@ -94,8 +96,7 @@ def make_logger(trt, echo: bool = True):
     return RecordingLogger()
 
 
-def make_progress_monitor(trt, progress: Callable[[int, int], None] | None,
-                          cancel: Callable[[], bool] | None):
+def make_progress_monitor(trt, progress: Callable[[int, int], None] | None, cancel: Callable[[], bool] | None):
     """A trt.IProgressMonitor that reports the top-level phase's steps as (done, total) and
     asks ``cancel()`` after every step (True cancels the build)."""
 
@@ -140,11 +141,18 @@ def strongly_typed_flag(trt) -> int:
     return 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
 
 
-def build_serialized_engine(onnx_bytes: bytes, profile: Profile, *, num_feat: int, video: bool,
-                            workspace_bytes: int = 4 << 30, timing_cache: Path | None = None,
-                            optimization_level: int = 3,
-                            progress: Callable[[int, int], None] | None = None,
-                            cancel: Callable[[], bool] | None = None) -> bytes:
+def build_serialized_engine(
+    onnx_bytes: bytes,
+    profile: Profile,
+    *,
+    num_feat: int,
+    video: bool,
+    workspace_bytes: int = 4 << 30,
+    timing_cache: Path | None = None,
+    optimization_level: int = 3,
+    progress: Callable[[int, int], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> bytes:
     """Parse, configure and build; returns the serialized engine.
 
     Raises TensorRTUnavailable, BuildCancelled, or BuildFailed (with TensorRT's log lines).
@@ -175,7 +183,9 @@ def build_serialized_engine(onnx_bytes: bytes, profile: Profile, *, num_feat: in
         saved = Path(timing_cache).read_bytes()
     cache = config.create_timing_cache(saved)
     if not config.set_timing_cache(cache, ignore_mismatch=False) and saved:
-        logger.warning("ParagonSR2: TensorRT timing cache %s does not fit this GPU/version; starting fresh", timing_cache)
+        logger.warning(
+            "ParagonSR2: TensorRT timing cache %s does not fit this GPU/version; starting fresh", timing_cache
+        )
         config.set_timing_cache(config.create_timing_cache(b""), ignore_mismatch=False)
 
     monitor = None
@@ -206,7 +216,16 @@ def gpu_facts(device_index: int | None = None) -> tuple[str, str]:
 
 
 __all__ = [
-    "ALPHA", "BuildCancelled", "BuildFailed", "INSTALL_HINT", "TensorRTUnavailable",
-    "build_serialized_engine", "gpu_facts", "import_tensorrt", "make_logger",
-    "make_progress_monitor", "strongly_typed_flag", "unavailable_reason",
+    "ALPHA",
+    "INSTALL_HINT",
+    "BuildCancelled",
+    "BuildFailed",
+    "TensorRTUnavailable",
+    "build_serialized_engine",
+    "gpu_facts",
+    "import_tensorrt",
+    "make_logger",
+    "make_progress_monitor",
+    "strongly_typed_flag",
+    "unavailable_reason",
 ]

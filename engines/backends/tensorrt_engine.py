@@ -15,19 +15,25 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 
 from ..runtime.contract import ALIGN, ALLOCATOR_DEVICE, EngineInfo, InfoAttributes, frozen_copy
 from ..runtime.options import GRAPH_DTYPES, graph_precision
 from .engine_cache import EngineCache, Profile, cache_dir, default_models_dir, engine_facts
-from .onnx_export import (ALPHA, FEATURE, INPUT, OUTPUT, PREV_FEAT, export_onnx_cached,
-                          pad_to_multiple)
-from .tensorrt_build import (INSTALL_HINT, TensorRTUnavailable, build_serialized_engine, gpu_facts,
-                             import_tensorrt, make_logger, unavailable_reason)
+from .onnx_export import ALPHA, FEATURE, INPUT, OUTPUT, PREV_FEAT, export_onnx_cached, pad_to_multiple
+from .tensorrt_build import (
+    INSTALL_HINT,
+    TensorRTUnavailable,
+    build_serialized_engine,
+    gpu_facts,
+    import_tensorrt,
+    make_logger,
+    unavailable_reason,
+)
 
 logger = logging.getLogger("ParagonSR2")
 
@@ -38,8 +44,15 @@ class TensorRTEngine(InfoAttributes):
     ``model`` (the CPU master) supplies scale, variant, receptive radius and conv_in.
     """
 
-    def __init__(self, engine_bytes: bytes, *, model: torch.nn.Module, precision: str, video: bool,
-                 device: torch.device | str | None = None):
+    def __init__(
+        self,
+        engine_bytes: bytes,
+        *,
+        model: torch.nn.Module,
+        precision: str,
+        video: bool,
+        device: torch.device | str | None = None,
+    ):
         trt = import_tensorrt()
         self._trt = trt
         device = torch.device(device or ("cuda", torch.cuda.current_device()))
@@ -48,15 +61,19 @@ class TensorRTEngine(InfoAttributes):
             self._runtime = trt.Runtime(self._logger)
             self.engine = self._runtime.deserialize_cuda_engine(engine_bytes)
             if self.engine is None:
-                raise RuntimeError("TensorRT could not load this engine (built by another TensorRT "
-                                   "version or for another GPU?):\n" + self._logger.explain())
+                raise RuntimeError(
+                    "TensorRT could not load this engine (built by another TensorRT "
+                    "version or for another GPU?):\n" + self._logger.explain()
+                )
             self.context = self.engine.create_execution_context()
             self._stream = torch.cuda.Stream(device)
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         expected = {INPUT, OUTPUT} | ({PREV_FEAT, ALPHA, FEATURE} if video else set())
         if set(names) != expected:
-            raise RuntimeError(f"engine I/O {sorted(names)} does not match a ParagonSR2 "
-                               f"{'video' if video else 'image'} graph {sorted(expected)}")
+            raise RuntimeError(
+                f"engine I/O {sorted(names)} does not match a ParagonSR2 "
+                f"{'video' if video else 'image'} graph {sorted(expected)}"
+            )
         for name in names:  # fixed properties of the engine: check them once, not per call
             if self.engine.get_tensor_dtype(name) != trt.DataType.FLOAT:
                 raise RuntimeError(f"engine tensor {name} is not float32; rebuild it with this version")
@@ -66,10 +83,15 @@ class TensorRTEngine(InfoAttributes):
         lo, _, hi = self.engine.get_tensor_profile_shape(INPUT, 0)
         self.min_batch, self.max_batch = int(lo[0]), int(hi[0])
         self.info = EngineInfo.of_model(
-            model, device, GRAPH_DTYPES[precision],
+            model,
+            device,
+            GRAPH_DTYPES[precision],
             tile_multiple=ALIGN if window > 1 else None,
-            min_tile=int(max(lo[2], lo[3])), max_tile=int(min(hi[2], hi[3])),
-            allocator=ALLOCATOR_DEVICE, supports_video=video)
+            min_tile=int(max(lo[2], lo[3])),
+            max_tile=int(min(hi[2], hi[3])),
+            allocator=ALLOCATOR_DEVICE,
+            supports_video=video,
+        )
         self.conv_in = frozen_copy(model.conv_in, self.device, self.dtype)
         # temporal_alpha is only ever 0 (first frame, image use) or 1 (decode): make both once.
         self._alphas = {a: torch.tensor(a, dtype=torch.float32, device=self.device) for a in (0.0, 1.0)}
@@ -78,9 +100,11 @@ class TensorRTEngine(InfoAttributes):
     # -- one engine call ---------------------------------------------------------------------
     def _check(self, h: int, w: int) -> None:
         if not (self.min_tile <= h <= self.max_tile and self.min_tile <= w <= self.max_tile):
-            raise ValueError(f"{h}x{w} LR tile is outside this TensorRT engine's profile "
-                             f"({self.min_tile}..{self.max_tile} px); let the tiled runner choose tiles "
-                             f"or rebuild the engine with a wider shape range")
+            raise ValueError(
+                f"{h}x{w} LR tile is outside this TensorRT engine's profile "
+                f"({self.min_tile}..{self.max_tile} px); let the tiled runner choose tiles "
+                f"or rebuild the engine with a wider shape range"
+            )
 
     def _execute(self, x: torch.Tensor, feat: torch.Tensor | None, alpha: float) -> dict[str, torch.Tensor]:
         self._check(*x.shape[-2:])
@@ -112,8 +136,11 @@ class TensorRTEngine(InfoAttributes):
         h, w = lr.shape[-2:]
         x = pad_to_multiple(lr.to(self.device, torch.float32), self.align)
         if self.video:
-            feat = (torch.zeros(x.shape[0], self.num_feat, *x.shape[-2:], device=self.device) if feat is None
-                    else pad_to_multiple(feat.to(self.device, torch.float32), self.align))
+            feat = (
+                torch.zeros(x.shape[0], self.num_feat, *x.shape[-2:], device=self.device)
+                if feat is None
+                else pad_to_multiple(feat.to(self.device, torch.float32), self.align)
+            )
         outs = []
         with self._lock, torch.cuda.device(self.device), torch.inference_mode():
             for start in range(0, x.shape[0], self.max_batch):
@@ -122,7 +149,7 @@ class TensorRTEngine(InfoAttributes):
                 outs.append(part[want])
         factor = self.scale if want == OUTPUT else 1
         out = outs[0] if len(outs) == 1 else torch.cat(outs)  # no extra copy in the usual case
-        return out[:, :, :h * factor, :w * factor]
+        return out[:, :, : h * factor, : w * factor]
 
     # -- Engine protocol -----------------------------------------------------------------------
     def __call__(self, lr: torch.Tensor, on_step=None) -> torch.Tensor:
@@ -139,8 +166,10 @@ class TensorRTEngine(InfoAttributes):
         return self._run(lr, feat, 1.0, OUTPUT)
 
     def __repr__(self) -> str:
-        return (f"TensorRTEngine({self.variant} x{self.scale}, {self.precision}, "
-                f"{'video' if self.video else 'image'}, tiles {self.min_tile}..{self.max_tile})")
+        return (
+            f"TensorRTEngine({self.variant} x{self.scale}, {self.precision}, "
+            f"{'video' if self.video else 'image'}, tiles {self.min_tile}..{self.max_tile})"
+        )
 
 
 @dataclass(frozen=True)
@@ -152,10 +181,18 @@ class CachedEngine:
     built: bool
 
 
-def ensure_engine_bytes(model: torch.nn.Module, *, precision: str = "fp16", profile: Profile | None = None,
-                        video: bool = False, models_dir: str | Path, workspace_bytes: int = 4 << 30,
-                        progress: Callable[[int, int], None] | None = None,
-                        cancel: Callable[[], bool] | None = None, rebuild: bool = False) -> CachedEngine:
+def ensure_engine_bytes(
+    model: torch.nn.Module,
+    *,
+    precision: str = "fp16",
+    profile: Profile | None = None,
+    video: bool = False,
+    models_dir: str | Path,
+    workspace_bytes: int = 4 << 30,
+    progress: Callable[[int, int], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
+    rebuild: bool = False,
+) -> CachedEngine:
     """The serialized engine for (model, precision, profile, video) on this GPU and TensorRT:
     from the cache under ``<models_dir>/tensorrt/paragonsr2/`` when present (and not
     ``rebuild``), else built and stored. The nodes and the command line both come here, so
@@ -167,8 +204,9 @@ def ensure_engine_bytes(model: torch.nn.Module, *, precision: str = "fp16", prof
     profile = profile or Profile()
     onnx_bytes = export_onnx_cached(model, precision=precision, video=video)
     gpu, capability = gpu_facts()
-    facts = engine_facts(onnx_bytes, profile, tensorrt_version=trt.__version__, gpu_name=gpu,
-                         compute_capability=capability, video=video)
+    facts = engine_facts(
+        onnx_bytes, profile, tensorrt_version=trt.__version__, gpu_name=gpu, compute_capability=capability, video=video
+    )
     label = f"{model.variant}_x{int(model.scale)}_{precision}{'_video' if video else ''}"
     cache = EngineCache(cache_dir(models_dir))
     path, _ = cache.paths(facts, label)
@@ -181,22 +219,43 @@ def ensure_engine_bytes(model: torch.nn.Module, *, precision: str = "fp16", prof
             return CachedEngine(data, path, built=False)
         logger.info("ParagonSR2: building TensorRT engine %s (this takes a few minutes)", label)
         data = build_serialized_engine(
-            onnx_bytes, profile, num_feat=int(model.num_feat), video=video, workspace_bytes=workspace_bytes,
+            onnx_bytes,
+            profile,
+            num_feat=int(model.num_feat),
+            video=video,
+            workspace_bytes=workspace_bytes,
             timing_cache=cache.timing_cache_path(trt.__version__, gpu, capability),
-            progress=progress, cancel=cancel)
-        path = cache.store(facts, data, label, extra={"variant": model.variant, "scale": int(model.scale),
-                                                     "precision": precision})
+            progress=progress,
+            cancel=cancel,
+        )
+        path = cache.store(
+            facts, data, label, extra={"variant": model.variant, "scale": int(model.scale), "precision": precision}
+        )
     logger.info("ParagonSR2: TensorRT engine saved to %s", path)
     return CachedEngine(data, path, built=True)
 
 
-def load_or_build(model: torch.nn.Module, *, precision: str = "fp16", profile: Profile | None = None,
-                  video: bool = False, models_dir: str | Path, workspace_bytes: int = 4 << 30,
-                  progress: Callable[[int, int], None] | None = None,
-                  cancel: Callable[[], bool] | None = None) -> TensorRTEngine:
+def load_or_build(
+    model: torch.nn.Module,
+    *,
+    precision: str = "fp16",
+    profile: Profile | None = None,
+    video: bool = False,
+    models_dir: str | Path,
+    workspace_bytes: int = 4 << 30,
+    progress: Callable[[int, int], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> TensorRTEngine:
     """``ensure_engine_bytes`` loaded as a TensorRTEngine on the current CUDA device."""
-    options = dict(precision=precision, profile=profile, video=video, models_dir=models_dir,
-                   workspace_bytes=workspace_bytes, progress=progress, cancel=cancel)
+    options = dict(
+        precision=precision,
+        profile=profile,
+        video=video,
+        models_dir=models_dir,
+        workspace_bytes=workspace_bytes,
+        progress=progress,
+        cancel=cancel,
+    )
     entry = ensure_engine_bytes(model, **options)
     try:
         return TensorRTEngine(entry.data, model=model, precision=precision, video=video)
@@ -209,9 +268,16 @@ def load_or_build(model: torch.nn.Module, *, precision: str = "fp16", profile: P
     return TensorRTEngine(entry.data, model=model, precision=precision, video=video)
 
 
-def create_engine(model: torch.nn.Module, *, device: str | torch.device = "auto", precision: str = "auto",
-                  video: bool = False, models_dir: str | Path | None = None, profile: Profile | None = None,
-                  progress: Callable[[int, int], None] | None = None) -> TensorRTEngine:
+def create_engine(
+    model: torch.nn.Module,
+    *,
+    device: str | torch.device = "auto",
+    precision: str = "auto",
+    video: bool = False,
+    models_dir: str | Path | None = None,
+    profile: Profile | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> TensorRTEngine:
     """The registry's entry (registry.make_engine): the cached engine, built on first use, on
     the current CUDA device ("auto" / "cuda"); ``models_dir`` defaults to the CLI's models folder."""
     choice = str(device or "auto").strip().lower()
@@ -219,10 +285,22 @@ def create_engine(model: torch.nn.Module, *, device: str | torch.device = "auto"
         raise ValueError(f"TensorRT runs on CUDA GPUs only, not on {device!r}")
     if choice.startswith("cuda:"):
         torch.cuda.set_device(torch.device(choice))
-    return load_or_build(model, precision=graph_precision(precision, "cuda"), profile=profile, video=video,
-                         models_dir=default_models_dir() if models_dir is None else models_dir,
-                         progress=progress)
+    return load_or_build(
+        model,
+        precision=graph_precision(precision, "cuda"),
+        profile=profile,
+        video=video,
+        models_dir=default_models_dir() if models_dir is None else models_dir,
+        progress=progress,
+    )
 
 
-__all__ = ["INSTALL_HINT", "CachedEngine", "TensorRTEngine", "TensorRTUnavailable", "create_engine",
-           "ensure_engine_bytes", "load_or_build"]
+__all__ = [
+    "INSTALL_HINT",
+    "CachedEngine",
+    "TensorRTEngine",
+    "TensorRTUnavailable",
+    "create_engine",
+    "ensure_engine_bytes",
+    "load_or_build",
+]

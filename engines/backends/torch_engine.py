@@ -17,6 +17,7 @@ from ..runtime.memory import warm_cpu_allocator
 
 logger = logging.getLogger("ParagonSR2")
 
+
 class TorchEngine(InfoAttributes):
     """An ``Engine`` (engines/runtime/contract.py) backed by a PyTorch copy of the model.
 
@@ -24,16 +25,19 @@ class TorchEngine(InfoAttributes):
     Attributes: ``info``, ``model`` (the device copy), ``fallbacks`` (how many calls were recomputed in fp32).
     """
 
-    def __init__(self, model: torch.nn.Module, device: torch.device | str | None = None,
-                 precision: str = "auto"):
+    def __init__(self, model: torch.nn.Module, device: torch.device | str | None = None, precision: str = "auto"):
         device = pick_device("auto" if device is None else device)
         # CPU tensors come from the C library's malloc: the runners size CPU tiles for it.
         on_cpu = device.type == "cpu"
         if on_cpu:
             warm_cpu_allocator()
-        self.info = EngineInfo.of_model(model, device, resolve_dtype(precision, device),
-                                        allocator=ALLOCATOR_MALLOC if on_cpu else ALLOCATOR_DEVICE,
-                                        steps_per_call=int(model.stage_count))
+        self.info = EngineInfo.of_model(
+            model,
+            device,
+            resolve_dtype(precision, device),
+            allocator=ALLOCATOR_MALLOC if on_cpu else ALLOCATOR_DEVICE,
+            steps_per_call=int(model.stage_count),
+        )
         self._master = model  # read only: source of the lazy fp32 copy used for fallbacks
         self.model = self._device_copy(self.dtype)
         self._fp32_model = self.model if self.dtype == torch.float32 else None
@@ -52,7 +56,9 @@ class TorchEngine(InfoAttributes):
         if self.fallbacks == 1:
             logger.warning(
                 "ParagonSR2 %s: %s result in %s had NaN/Inf; recomputed in fp32 (logged once per engine)",
-                self.variant, what, self.precision,
+                self.variant,
+                what,
+                self.precision,
             )
 
     def _low_precision_failed(self, out: torch.Tensor) -> bool:
@@ -95,7 +101,8 @@ class TorchEngine(InfoAttributes):
         return f"TorchEngine({self.variant} x{self.scale}, {self.device}, {self.precision})"
 
 
-def create_engine(model: torch.nn.Module, *, device: str | torch.device = "auto", precision: str = "auto",
-                  video: bool = False) -> TorchEngine:
+def create_engine(
+    model: torch.nn.Module, *, device: str | torch.device = "auto", precision: str = "auto", video: bool = False
+) -> TorchEngine:
     """The registry's entry (registry.make_engine): every torch engine can decode video."""
     return TorchEngine(model, device, precision)

@@ -33,8 +33,16 @@ class OutOfMemoryBackoff:
     caller re-plans its tiles from ``tile`` after a shrink.
     """
 
-    def __init__(self, device: torch.device, tile: int, per_call: int, *, min_tile: int,
-                 unit: str = "image", label: str = "ParagonSR2"):
+    def __init__(
+        self,
+        device: torch.device,
+        tile: int,
+        per_call: int,
+        *,
+        min_tile: int,
+        unit: str = "image",
+        label: str = "ParagonSR2",
+    ):
         self.device = torch.device(device)
         self.tile, self.per_call, self.min_tile = int(tile), max(1, int(per_call)), int(min_tile)
         self.unit, self.label = unit, label
@@ -63,6 +71,13 @@ class OutOfMemoryBackoff:
             raise TileOutOfMemoryError(
                 f"{self.label}: out of memory on {self.device} even with {self.tile}x{self.tile} LR tiles "
                 f"and one {self.unit} per call. Set a smaller tile_size, use a lower precision "
-                f"(fp16/bf16) or a smaller model variant, or free memory (close other programs or models).")
-        logger.warning("%s: out of memory on %s; retrying with %d px tiles, %d %s(s) per call",
-                       self.label, self.device, self.tile, self.per_call, self.unit)
+                f"(fp16/bf16) or a smaller model variant, or free memory (close other programs or models)."
+            )
+        logger.warning(
+            "%s: out of memory on %s; retrying with %d px tiles, %d %s(s) per call",
+            self.label,
+            self.device,
+            self.tile,
+            self.per_call,
+            self.unit,
+        )

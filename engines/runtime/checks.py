@@ -19,8 +19,10 @@ class NonFiniteOutputError(RuntimeError):
 
     def describe(self, model_name: str | None = None) -> str:
         which = f"model '{model_name}'" if model_name else "the model"
-        return (f"ParagonSR2: {which} produced NaN/Inf output ({self.engine_label}); its weights are "
-                f"probably broken (NaN/Inf in the file): re-download or re-export it")
+        return (
+            f"ParagonSR2: {which} produced NaN/Inf output ({self.engine_label}); its weights are "
+            f"probably broken (NaN/Inf in the file): re-download or re-export it"
+        )
 
 
 def check_images(image, what: str = "image") -> None:
@@ -30,8 +32,10 @@ def check_images(image, what: str = "image") -> None:
         raise ValueError(f"ParagonSR2: {what} must be an IMAGE tensor, not {type(image).__name__}")
     shape = tuple(image.shape)
     if image.dim() != 4 or shape[-1] not in (1, 3, 4):
-        raise ValueError(f"ParagonSR2: {what} must be (batch, height, width, channels) with 1, 3 or 4 "
-                         f"channels (gray, RGB, RGBA); got a tensor of shape {shape}")
+        raise ValueError(
+            f"ParagonSR2: {what} must be (batch, height, width, channels) with 1, 3 or 4 "
+            f"channels (gray, RGB, RGBA); got a tensor of shape {shape}"
+        )
     if not image.is_floating_point():
         raise ValueError(f"ParagonSR2: {what} must hold floats in 0..1, not {str(image.dtype).replace('torch.', '')}")
     if shape[0] == 0:
@@ -41,12 +45,13 @@ def check_images(image, what: str = "image") -> None:
     # One image at a time: a boolean mask of a whole long clip would be gigabytes.
     for index in range(shape[0]):
         if not bool(torch.isfinite(image[index]).all()):
-            raise ValueError(f"ParagonSR2: {what} {index} of the batch holds NaN/Inf pixel values; "
-                             "pixels must be finite numbers in 0..1")
+            raise ValueError(
+                f"ParagonSR2: {what} {index} of the batch holds NaN/Inf pixel values; "
+                "pixels must be finite numbers in 0..1"
+            )
 
 
 def check_output(hr: torch.Tensor, info) -> None:
     """NonFiniteOutputError when an engine result holds NaN/Inf (``info``: the EngineInfo)."""
     if not bool(torch.isfinite(hr).all()):
-        raise NonFiniteOutputError(f"{info.variant or 'ParagonSR2'} x{info.scale}, {info.precision} "
-                                   f"on {info.device}")
+        raise NonFiniteOutputError(f"{info.variant or 'ParagonSR2'} x{info.scale}, {info.precision} on {info.device}")

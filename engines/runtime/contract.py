@@ -29,9 +29,9 @@ def frozen_copy(module: torch.nn.Module, device=None, dtype: torch.dtype | None 
 
 # EngineInfo.allocator: where an engine's working tensors come from, which decides how the
 # runners size CPU tiles (only "malloc" tiles are kept small enough for the C allocator to reuse).
-ALLOCATOR_MALLOC = "malloc"   # the C library's malloc: torch on the CPU
-ALLOCATOR_ARENA = "arena"     # the engine's own memory pool (ONNX Runtime)
-ALLOCATOR_DEVICE = "device"   # a device allocator (torch's CUDA/MPS caching allocator, TensorRT)
+ALLOCATOR_MALLOC = "malloc"  # the C library's malloc: torch on the CPU
+ALLOCATOR_ARENA = "arena"  # the engine's own memory pool (ONNX Runtime)
+ALLOCATOR_DEVICE = "device"  # a device allocator (torch's CUDA/MPS caching allocator, TensorRT)
 
 
 @dataclass(frozen=True)
@@ -67,18 +67,21 @@ class EngineInfo:
     steps_per_call: int = 1
 
     @classmethod
-    def of_model(cls, model: torch.nn.Module, device: torch.device | str, dtype: torch.dtype,
-                 **facts) -> EngineInfo:
+    def of_model(cls, model: torch.nn.Module, device: torch.device | str, dtype: torch.dtype, **facts) -> EngineInfo:
         """The facts a ParagonSR2 module carries itself (variant, scale, window, receptive
         radius); ``facts`` add or override the engine's own (allocator, profile, ...)."""
-        base = {"variant": model.variant, "scale": int(model.scale), "window": int(model.window_size),
-                "exact_halo": model.receptive_radius}
+        base = {
+            "variant": model.variant,
+            "scale": int(model.scale),
+            "window": int(model.window_size),
+            "exact_halo": model.receptive_radius,
+        }
         base.update(facts)
         return cls(device=torch.device(device), dtype=dtype, **base)
 
     @property
     def precision(self) -> str:
-        """"fp32", "fp16" or "bf16"."""
+        """ "fp32", "fp16" or "bf16"."""
         return dtype_name(self.dtype)
 
 

@@ -6,16 +6,24 @@ from __future__ import annotations
 import torch
 
 _DTYPES = {
-    "fp32": torch.float32, "float32": torch.float32,
-    "fp16": torch.float16, "float16": torch.float16, "half": torch.float16,
-    "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
+    "fp32": torch.float32,
+    "float32": torch.float32,
+    "fp16": torch.float16,
+    "float16": torch.float16,
+    "half": torch.float16,
+    "bf16": torch.bfloat16,
+    "bfloat16": torch.bfloat16,
 }
 
 # Substrings of allocator failures that are not raised as torch.OutOfMemoryError / MemoryError
 # (CPU allocator, cuDNN/cuBLAS workspaces, ONNX Runtime's BFC arena, TensorRT).
 _OOM_MARKERS = (
-    "out of memory", "can't allocate memory", "cannot allocate memory", "failed to allocate memory",
-    "alloc_failed", "bad_alloc",
+    "out of memory",
+    "can't allocate memory",
+    "cannot allocate memory",
+    "failed to allocate memory",
+    "alloc_failed",
+    "bad_alloc",
 )
 
 
@@ -25,7 +33,7 @@ def mps_available() -> bool:
 
 
 def pick_device(preference: str | torch.device | None = "auto") -> torch.device:
-    """"auto" = CUDA, then MPS, then CPU; otherwise "cpu", "cuda", "cuda:1", "mps" (checked)."""
+    """ "auto" = CUDA, then MPS, then CPU; otherwise "cpu", "cuda", "cuda:1", "mps" (checked)."""
     if isinstance(preference, torch.device):
         device = preference
     else:
@@ -44,14 +52,16 @@ def pick_device(preference: str | torch.device | None = "auto") -> torch.device:
         if not torch.cuda.is_available():
             raise RuntimeError(f"device {str(device)!r} requested but this torch build sees no CUDA GPU")
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise RuntimeError(f"device {str(device)!r} requested but only {torch.cuda.device_count()} CUDA GPU(s) exist")
+            raise RuntimeError(
+                f"device {str(device)!r} requested but only {torch.cuda.device_count()} CUDA GPU(s) exist"
+            )
     if device.type == "mps" and not mps_available():
         raise RuntimeError("device 'mps' requested but MPS is not available in this torch build")
     return device
 
 
 def resolve_dtype(precision: str | None, device: torch.device | str) -> torch.dtype:
-    """"auto" = fp16 on CUDA, fp32 elsewhere; "fp32" / "fp16" / "bf16" as asked."""
+    """ "auto" = fp16 on CUDA, fp32 elsewhere; "fp32" / "fp16" / "bf16" as asked."""
     device = torch.device(device)
     p = (precision or "auto").strip().lower()
     if p == "auto":

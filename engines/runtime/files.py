@@ -76,8 +76,7 @@ def current_umask() -> int:
 
 def _reserve_temp(path: Path) -> tuple[int, str]:
     """mkstemp beside ``path``, with the mode a normal new file would get."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=f".partial{path.suffix}",
-                               dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=f".partial{path.suffix}", dir=path.parent)
     try:
         os.chmod(tmp, 0o666 & ~current_umask())
     except BaseException:

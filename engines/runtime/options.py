@@ -18,7 +18,7 @@ SHARPNESS_RANGE = (0.0, 2.0)
 
 
 def parse_sharpness(value) -> float | None:
-    """"auto" -> None (file metadata, else 0.0); a number or numeric string in 0..2 -> float."""
+    """ "auto" -> None (file metadata, else 0.0); a number or numeric string in 0..2 -> float."""
     if value is None or (isinstance(value, str) and value.strip().lower() == SHARPNESS_AUTO):
         return None
     try:
@@ -38,6 +38,8 @@ def graph_precision(precision: str | None, device_type: str) -> str:
     if p == "auto":
         return "fp16" if device_type == "cuda" else "fp32"
     if p not in GRAPH_DTYPES:
-        raise ValueError(f"precision {precision!r} is not available for ONNX / TensorRT graphs; "
-                         f"use auto, {' or '.join(GRAPH_PRECISIONS)}")
+        raise ValueError(
+            f"precision {precision!r} is not available for ONNX / TensorRT graphs; "
+            f"use auto, {' or '.join(GRAPH_PRECISIONS)}"
+        )
     return p

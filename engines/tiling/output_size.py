@@ -14,8 +14,9 @@ MODEL_FACTOR, FACTOR, LONG_SIDE = "model factor", "factor", "long side"
 OUTPUT_SIZE_MODES = [MODEL_FACTOR, FACTOR, LONG_SIDE]
 
 
-def output_dims(mode: str, factor: float, long_side: int, height: int, width: int,
-                scale: int) -> tuple[int, int] | None:
+def output_dims(
+    mode: str, factor: float, long_side: int, height: int, width: int, scale: int
+) -> tuple[int, int] | None:
     """(out_h, out_w) for an LR ``height`` x ``width`` image, or None when that is the model's
     own size (no resize). ``factor`` is relative to the input (1.5 with a 4x model = 1.5x);
     ``long_side`` fixes the longer output side and keeps the aspect ratio."""

@@ -27,8 +27,8 @@ def crop_context(x_bchw: torch.Tensor, tile: Tile) -> torch.Tensor:
     h, w = x_bchw.shape[-2:]
     rows = _axis_index(tile.cy0, tile.cy1, h, tile.wrap_top, tile.wrap_bottom)
     cols = _axis_index(tile.cx0, tile.cx1, w, tile.wrap_left, tile.wrap_right)
-    crop = x_bchw[:, :, tile.cy0:tile.cy1] if rows is None else x_bchw.index_select(2, rows)
-    crop = crop[..., tile.cx0:tile.cx1] if cols is None else crop.index_select(3, cols)
+    crop = x_bchw[:, :, tile.cy0 : tile.cy1] if rows is None else x_bchw.index_select(2, rows)
+    crop = crop[..., tile.cx0 : tile.cx1] if cols is None else crop.index_select(3, cols)
     if tile.pad_y or tile.pad_x:
         return F.pad(crop.float(), (0, tile.pad_x, 0, tile.pad_y), mode="replicate")
     # Keep the caller's memory format: a channels-last frame stays channels-last (no copy when
@@ -37,8 +37,9 @@ def crop_context(x_bchw: torch.Tensor, tile: Tile) -> torch.Tensor:
     return crop.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
 
-def paste_interior(out_bhwc: torch.Tensor, hr_bchw: torch.Tensor, tile: Tile, scale: int,
-                   batch_slice: slice = slice(None)) -> None:
+def paste_interior(
+    out_bhwc: torch.Tensor, hr_bchw: torch.Tensor, tile: Tile, scale: int, batch_slice: slice = slice(None)
+) -> None:
     """Write the interior of an engine output (for ``tile``'s context box) into ``out_bhwc``
     (channels 0..2), clamped to 0..1, moved to the output's device. Rows and columns beyond
     ``out_bhwc`` (a window-padded image's padding, see window_pad.py) are dropped."""
@@ -46,8 +47,8 @@ def paste_interior(out_bhwc: torch.Tensor, hr_bchw: torch.Tensor, tile: Tile, sc
     oy, ox = tile.offset[0] * s, tile.offset[1] * s
     h = min((tile.y1 - tile.y0) * s, out_bhwc.shape[1] - tile.y0 * s)
     w = min((tile.x1 - tile.x0) * s, out_bhwc.shape[2] - tile.x0 * s)
-    interior = hr_bchw[:, :3, oy:oy + h, ox:ox + w].permute(0, 2, 3, 1)
-    target = out_bhwc[batch_slice, tile.y0 * s:tile.y1 * s, tile.x0 * s:tile.x1 * s, :3]
+    interior = hr_bchw[:, :3, oy : oy + h, ox : ox + w].permute(0, 2, 3, 1)
+    target = out_bhwc[batch_slice, tile.y0 * s : tile.y1 * s, tile.x0 * s : tile.x1 * s, :3]
     if interior.device == target.device and interior.dtype == target.dtype:
         torch.clamp(interior, 0.0, 1.0, out=target)  # one pass, no temporary
     else:  # clamp where the data is, then one transfer
@@ -61,8 +62,9 @@ def as_rgb_bchw(image: torch.Tensor) -> torch.Tensor:
     return rgb.permute(0, 3, 1, 2)
 
 
-def paste_alpha(out_bhwc: torch.Tensor, alpha_bhw: torch.Tensor, tile: Tile, scale: int,
-                batch_slice: slice = slice(None)) -> None:
+def paste_alpha(
+    out_bhwc: torch.Tensor, alpha_bhw: torch.Tensor, tile: Tile, scale: int, batch_slice: slice = slice(None)
+) -> None:
     """Bicubic-upscale the tile's alpha (with its own 2 px margin, so tiles match a
     whole-image bicubic) into channel 3 of ``out_bhwc``; bicubic keeps flat alpha exactly
     flat. ``alpha_bhw`` (B, H, W) is the input's alpha, batch-aligned with ``out_bhwc``; tiles
@@ -74,5 +76,5 @@ def paste_alpha(out_bhwc: torch.Tensor, alpha_bhw: torch.Tensor, tile: Tile, sca
     up = crop if scale == 1 else F.interpolate(crop, scale_factor=scale, mode="bicubic", align_corners=False)
     s = scale
     oy, ox = (tile.y0 - ay0) * s, (tile.x0 - ax0) * s
-    interior = up[:, 0, oy:oy + (tile.y1 - tile.y0) * s, ox:ox + (tile.x1 - tile.x0) * s]
-    out_bhwc[batch_slice, tile.y0 * s:tile.y1 * s, tile.x0 * s:tile.x1 * s, 3].copy_(interior.clamp(0.0, 1.0))
+    interior = up[:, 0, oy : oy + (tile.y1 - tile.y0) * s, ox : ox + (tile.x1 - tile.x0) * s]
+    out_bhwc[batch_slice, tile.y0 * s : tile.y1 * s, tile.x0 * s : tile.x1 * s, 3].copy_(interior.clamp(0.0, 1.0))

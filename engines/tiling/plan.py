@@ -54,8 +54,10 @@ class Tile:
     @property
     def context_shape(self) -> tuple[int, int]:
         """(h, w) of the engine input."""
-        return (self.wrap_top + self.cy1 - self.cy0 + self.wrap_bottom + self.pad_y,
-                self.wrap_left + self.cx1 - self.cx0 + self.wrap_right + self.pad_x)
+        return (
+            self.wrap_top + self.cy1 - self.cy0 + self.wrap_bottom + self.pad_y,
+            self.wrap_left + self.cx1 - self.cx0 + self.wrap_right + self.pad_x,
+        )
 
     @property
     def offset(self) -> tuple[int, int]:
@@ -109,8 +111,17 @@ def _wrap_bands(c0: int, c1: int, size: int, band: int, align: int) -> tuple[int
     return c0, c1, before, after
 
 
-def plan_tiles(height: int, width: int, tile: int, halo: int, align: int = ALIGN, *,
-               multiple: int = 1, min_side: int = 0, wrap: int = 0) -> list[Tile]:
+def plan_tiles(
+    height: int,
+    width: int,
+    tile: int,
+    halo: int,
+    align: int = ALIGN,
+    *,
+    multiple: int = 1,
+    min_side: int = 0,
+    wrap: int = 0,
+) -> list[Tile]:
     """Cover an LR image with tiles whose origins and sizes are multiples of ``align`` (the last
     tile on each axis ends at the border). ``multiple``/``min_side`` constrain engine inputs.
 
@@ -133,8 +144,7 @@ def plan_tiles(height: int, width: int, tile: int, halo: int, align: int = ALIGN
         y1 = ys[j + 1] if j + 1 < len(ys) else height
         cy0, cy1, before_y, after_y, pad_y = _axis_context(y0, y1, height, halo, align, multiple, min_side, wrap)
         for x0, x1, cx0, cx1, before_x, after_x, pad_x in cols:
-            tiles.append(Tile(y0, y1, x0, x1, cy0, cy1, cx0, cx1, pad_y, pad_x,
-                              before_y, after_y, before_x, after_x))
+            tiles.append(Tile(y0, y1, x0, x1, cy0, cy1, cx0, cx1, pad_y, pad_x, before_y, after_y, before_x, after_x))
     return tiles
 
 
@@ -147,7 +157,6 @@ def _axis_context(i0, i1, size, halo, align, multiple, min_side, wrap):
         return c0, c1, before, after, target - length
     c0, c1, pad = _fit_axis(c0, c1, size, multiple, min_side)
     return c0, c1, 0, 0, pad
-
 
 
 def engine_shape_rules(info: EngineInfo) -> tuple[int, int, int | None]:

@@ -30,12 +30,20 @@ from .window_pad import check_size, pad_bchw, pad_multiple, padded_size
 PROGRESS_INTERVAL_S = 0.25
 
 
-def upscale_image(engine, image: torch.Tensor, *, tile_size: int = 0, halo: int | None = None,
-                  progress: Callable[[int, int], None] | None = None,
-                  check_interrupt: Callable[[], None] | None = None,
-                  free_memory: Callable[[], int] | None = None,
-                  batch_chunk: int = 0, min_tile: int = MIN_TILE, wrap: int | None = None,
-                  output_size: tuple[int, int] | None = None) -> torch.Tensor:
+def upscale_image(
+    engine,
+    image: torch.Tensor,
+    *,
+    tile_size: int = 0,
+    halo: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    check_interrupt: Callable[[], None] | None = None,
+    free_memory: Callable[[], int] | None = None,
+    batch_chunk: int = 0,
+    min_tile: int = MIN_TILE,
+    wrap: int | None = None,
+    output_size: tuple[int, int] | None = None,
+) -> torch.Tensor:
     """Upscale ``image`` (B, H, W, C) float in 0..1, C = 1, 3 or 4, tile by tile.
 
     Returns (B, sH, sW, C') float32 on the CPU clamped to 0..1, with C' = 4 for RGBA (alpha
@@ -85,9 +93,16 @@ class _ImageRun:
     and ``done`` (tiles run) survive an out-of-memory failure, so a retry resumes there.
     Progress is reported in engine stages: ``steps`` per tile, ``sub`` of them in the running one."""
 
-    def __init__(self, engine, image: torch.Tensor, out: torch.Tensor,
-                 progress: Callable[[int, int], None] | None, check_interrupt: Callable[[], None] | None,
-                 pad_multiple: int = 1, resize: bool = False):
+    def __init__(
+        self,
+        engine,
+        image: torch.Tensor,
+        out: torch.Tensor,
+        progress: Callable[[int, int], None] | None,
+        check_interrupt: Callable[[], None] | None,
+        pad_multiple: int = 1,
+        resize: bool = False,
+    ):
         self.engine, self.out = engine, out
         self.scale = int(engine.info.scale)
         self.pad_multiple = pad_multiple
@@ -111,8 +126,11 @@ class _ImageRun:
         while self.start < self.out.shape[0]:
             rows = slice(self.start, min(self.out.shape[0], self.start + per_call))
             x = pad_bchw(self.x[rows], self.pad_multiple)  # once per chunk, not per tile
-            dest = self.out[rows] if self.native_shape is None else torch.empty(
-                (rows.stop - rows.start, *self.native_shape), dtype=torch.float32)
+            dest = (
+                self.out[rows]
+                if self.native_shape is None
+                else torch.empty((rows.stop - rows.start, *self.native_shape), dtype=torch.float32)
+            )
             alpha = None if self.alpha is None else self.alpha[rows]
             for tile in tiles:
                 if self.check_interrupt is not None:

@@ -45,6 +45,8 @@ def cpu_cores_shared() -> bool:
     except (AttributeError, OSError):  # Windows
         return False
     return load > _SHARED_LOAD_PER_CORE * (os.cpu_count() or 1)
+
+
 _MAX_AUTO_TILE_DEFAULT = 2048
 _MEMORY_FRACTION = 0.6  # of the free memory a tile may plan to use (allocator slack, fragmentation)
 
@@ -178,9 +180,16 @@ def _cpu_tile_cap(info: EngineInfo, batch: int, halo: int) -> int | None:
     return max(MIN_TILE, floor, side // ALIGN * ALIGN)
 
 
-def tile_layout(info: EngineInfo, height: int, width: int, tile_size: int = 0, halo: int | None = None,
-                free_memory: Callable[[], int] | None = None, batch: int = 1,
-                wrap: int | None = None) -> tuple[int, int, int]:
+def tile_layout(
+    info: EngineInfo,
+    height: int,
+    width: int,
+    tile_size: int = 0,
+    halo: int | None = None,
+    free_memory: Callable[[], int] | None = None,
+    batch: int = 1,
+    wrap: int | None = None,
+) -> tuple[int, int, int]:
     """(tile, halo, wrap) for ``height`` x ``width`` LR images: the user's tile_size, or auto
     from free memory for ``batch`` images per call (and on the CPU the allocator budget), within
     the engine's max_tile, never larger than the image needs. halo/wrap None = the defaults."""
@@ -212,8 +221,9 @@ def cpu_images_per_call(info: EngineInfo, context_pixels: int) -> int | None:
     return max(1, min(CPU_BATCH_PIXELS // context_pixels, CPU_CALL_BUDGET // (context_pixels * per_px)))
 
 
-def auto_batch_chunk(info: EngineInfo, batch: int, height: int, width: int, tile: int, halo: int,
-                     free_memory: Callable[[], int]) -> int:
+def auto_batch_chunk(
+    info: EngineInfo, batch: int, height: int, width: int, tile: int, halo: int, free_memory: Callable[[], int]
+) -> int:
     """Whole images per engine call when one tile covers the image and memory allows; else 1."""
     if batch == 1 or tile < max(height, width):
         return 1

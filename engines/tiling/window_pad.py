@@ -41,7 +41,8 @@ def check_size(info, height: int, width: int) -> None:
         raise ValueError(
             f"ParagonSR2 {info.variant}: the image is {width}x{height} px; {info.variant} models need "
             f"sides of at least {smallest} px (their input is reflect-padded to a multiple of {multiple}, "
-            f"as upstream's inference does). Use a realtime or stream model, or enlarge the image first.")
+            f"as upstream's inference does). Use a realtime or stream model, or enlarge the image first."
+        )
 
 
 def pad_bchw(x: torch.Tensor, multiple: int) -> torch.Tensor:

@@ -88,8 +88,9 @@ def shots(n_frames: int, cuts: Iterable[int]) -> list[tuple[int, int]]:
     return [(s, e) for s, e in zip(starts, starts[1:] + [n_frames])]
 
 
-def plan_chunks(n_frames: int, cuts: Iterable[int], alpha: float,
-                chunk_frames: int = DEFAULT_CHUNK_FRAMES) -> list[Chunk]:
+def plan_chunks(
+    n_frames: int, cuts: Iterable[int], alpha: float, chunk_frames: int = DEFAULT_CHUNK_FRAMES
+) -> list[Chunk]:
     """Chunks of at most ``chunk_frames`` frames: scene cuts first (a chunk starting at a cut
     needs no warm-up), then long shots split into equal parts, and runs of short shots packed
     together (each task should be worth its overhead; cuts inside a chunk are found by the
@@ -110,8 +111,7 @@ def plan_chunks(n_frames: int, cuts: Iterable[int], alpha: float,
     plan = []
     for i, (start, end, shot) in enumerate(merged):
         anchor = start if start == shot else max(shot, start - warm)
-        plan.append(Chunk(index=i, start=start, end=end, restart=start == shot,
-                          decode_start=max(0, anchor - history)))
+        plan.append(Chunk(index=i, start=start, end=end, restart=start == shot, decode_start=max(0, anchor - history)))
     return plan
 
 
@@ -129,17 +129,22 @@ class CutFinder:
     def add(self, frames: torch.Tensor) -> None:
         with torch.inference_mode():
             for start in range(0, frames.shape[0], _STATE_BATCH):
-                thumbs = scene_cuts.thumbnails(temporal._frames_to_rgb(frames[start:start + _STATE_BATCH]))
+                thumbs = scene_cuts.thumbnails(temporal._frames_to_rgb(frames[start : start + _STATE_BATCH]))
                 restart = scene_cuts.detect_cuts(thumbs, self._history, self.sensitivity)
                 self.cuts += [self.frames + i for i, r in enumerate(restart) if r and self.frames + i > 0]
                 self.frames += thumbs.shape[0]
                 self._history = scene_cuts.recent_history(self._history, thumbs)
 
 
-def state_at_frame(frames: torch.Tensor, *, temporal_strength: float,
-                   scene_cut_sensitivity: float = scene_cuts.DEFAULT_SENSITIVITY,
-                   motion_adaptive: bool = False, signature: tuple,
-                   state: temporal.TemporalState | None = None) -> temporal.TemporalState:
+def state_at_frame(
+    frames: torch.Tensor,
+    *,
+    temporal_strength: float,
+    scene_cut_sensitivity: float = scene_cuts.DEFAULT_SENSITIVITY,
+    motion_adaptive: bool = False,
+    signature: tuple,
+    state: temporal.TemporalState | None = None,
+) -> temporal.TemporalState:
     """The TemporalState after ``frames`` (N, H, W, C IMAGE), as temporal.upscale_video would
     return it for these frames, without running the network: the same thumbnails, cut
     decisions, motion weights and blend, frame by frame. ``state`` continues an earlier one
@@ -151,11 +156,12 @@ def state_at_frame(frames: torch.Tensor, *, temporal_strength: float,
     alpha = float(temporal_strength)
     key, height, width = signature
     previous = state if temporal._state_matches(state, key, height, width) else None
-    prev_blend, prev_thumb, prev_frame = (None, None, None) if previous is None else (
-        previous.blended, previous.last_thumb, previous.last_frame)
+    prev_blend, prev_thumb, prev_frame = (
+        (None, None, None) if previous is None else (previous.blended, previous.last_thumb, previous.last_frame)
+    )
     with torch.inference_mode():
         for start in range(0, frames.shape[0], _STATE_BATCH):
-            lr = temporal._frames_to_rgb(frames[start:start + _STATE_BATCH])
+            lr = temporal._frames_to_rgb(frames[start : start + _STATE_BATCH])
             thumbs = scene_cuts.thumbnails(lr)
             restart = scene_cuts.detect_cuts(thumbs, prev_thumb, scene_cut_sensitivity)
             weights = [0.0 if r else alpha for r in restart]
@@ -168,5 +174,10 @@ def state_at_frame(frames: torch.Tensor, *, temporal_strength: float,
     # frames is not empty, so the loop ran: the three are tensors (said for the type checker)
     assert prev_blend is not None and prev_thumb is not None and prev_frame is not None
     seen = previous.frames_seen if previous is not None else 0
-    return temporal.TemporalState(signature=(key, height, width), blended=prev_blend, last_thumb=prev_thumb,
-                                  last_frame=prev_frame, frames_seen=seen + frames.shape[0])
+    return temporal.TemporalState(
+        signature=(key, height, width),
+        blended=prev_blend,
+        last_thumb=prev_thumb,
+        last_frame=prev_frame,
+        frames_seen=seen + frames.shape[0],
+    )

@@ -26,8 +26,9 @@ MOTION_HIGH = 0.06
 _AVERAGE_RADIUS = 2
 
 
-def motion_mask(frames: torch.Tensor, previous: torch.Tensor, low: float = MOTION_LOW,
-                high: float = MOTION_HIGH) -> torch.Tensor:
+def motion_mask(
+    frames: torch.Tensor, previous: torch.Tensor, low: float = MOTION_LOW, high: float = MOTION_HIGH
+) -> torch.Tensor:
     """frames (n, 3, H, W), previous (1, 3, H, W) -> m (n, 1, H, W) in 0..1, where m[i]
     measures the change from the frame before frames[i] to frames[i]."""
     seq = torch.cat([previous.to(frames), frames])

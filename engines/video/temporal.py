@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 
@@ -84,21 +84,38 @@ def _state_matches(state: TemporalState | None, key: str, height: int, width: in
     if tuple(state.signature[:3]) != (key, height, width):
         logger.warning(
             "ParagonSR2 video: the temporal state is for %s at %dx%d, these frames are %s at %dx%d;"
-            " starting a fresh state", state.signature[0], state.signature[2], state.signature[1],
-            key, width, height)
+            " starting a fresh state",
+            state.signature[0],
+            state.signature[2],
+            state.signature[1],
+            key,
+            width,
+            height,
+        )
         return False
     frame_shape = (1, 3, height, width)
-    if any(not isinstance(t, torch.Tensor) or tuple(t.shape) != frame_shape
-           for t in (state.blended, state.last_frame)):
+    if any(not isinstance(t, torch.Tensor) or tuple(t.shape) != frame_shape for t in (state.blended, state.last_frame)):
         # A signature that matches tensors of another size: built by hand or tampered with.
-        logger.warning("ParagonSR2 video: the temporal state's frames are not %dx%d although its "
-                       "signature says so; starting a fresh state", width, height)
+        logger.warning(
+            "ParagonSR2 video: the temporal state's frames are not %dx%d although its "
+            "signature says so; starting a fresh state",
+            width,
+            height,
+        )
         return False
     return True
 
 
-def plan_video(engine, height: int, width: int, n_frames: int, tile_size: int, frames_per_chunk: int,
-               halo: int | None, free_memory: Callable[[], int] | None) -> tuple[list, int]:
+def plan_video(
+    engine,
+    height: int,
+    width: int,
+    n_frames: int,
+    tile_size: int,
+    frames_per_chunk: int,
+    halo: int | None,
+    free_memory: Callable[[], int] | None,
+) -> tuple[list, int]:
     """(tile grid, frames per chunk). A chunk is blended, then encoded and decoded per tile in
     one call. frames_per_chunk > 0 is taken as is; auto is DEFAULT_CHUNK on GPUs (fewer, larger
     kernel launches; not measured here, no GPU was available) and on the CPU what
@@ -117,16 +134,18 @@ def plan_video(engine, height: int, width: int, n_frames: int, tile_size: int, f
     return plan_grid(engine, height, width, tile_size, chunk, halo, free_memory), chunk
 
 
-def plan_grid(engine, height: int, width: int, tile_size: int, batch: int, halo: int | None,
-              free_memory: Callable[[], int] | None) -> list:
+def plan_grid(
+    engine, height: int, width: int, tile_size: int, batch: int, halo: int | None, free_memory: Callable[[], int] | None
+) -> list:
     """The tile grid used for every frame, laid out like the image runner's (one tile covering
     the frame when it fits). ``batch``: frames per call, for the auto tile size."""
     tile, halo, wrap = tile_layout(engine.info, height, width, tile_size, halo, free_memory, batch)
     return plan_engine_tiles(engine.info, height, width, tile, halo, wrap)
 
 
-def blend_frames(lr: torch.Tensor, weights: list[float], maps: torch.Tensor | None,
-                 prev: torch.Tensor | None) -> torch.Tensor:
+def blend_frames(
+    lr: torch.Tensor, weights: list[float], maps: torch.Tensor | None, prev: torch.Tensor | None
+) -> torch.Tensor:
     """The recurrence over one chunk of LR frames (n, 3, H, W): b_t = (1 - w_t) x_t + w_t b_{t-1}
     (b_{-1} = ``prev``); ``weights[t] == 0`` restarts (b_t = x_t); ``maps`` (n, 1, H, W), when
     given, replaces the scalar w_t of non-restart frames. Returns ``lr`` itself when no frame
@@ -136,11 +155,11 @@ def blend_frames(lr: torch.Tensor, weights: list[float], maps: torch.Tensor | No
     blended = torch.empty_like(lr)
     for t, w in enumerate(weights):
         if w > 0 and prev is not None:
-            m = w if maps is None else maps[t:t + 1]
-            blended[t:t + 1] = (1 - m) * lr[t:t + 1] + m * prev
+            m = w if maps is None else maps[t : t + 1]
+            blended[t : t + 1] = (1 - m) * lr[t : t + 1] + m * prev
         else:
-            blended[t:t + 1] = lr[t:t + 1]
-        prev = blended[t:t + 1]
+            blended[t : t + 1] = lr[t : t + 1]
+        prev = blended[t : t + 1]
     return blended
 
 
@@ -151,14 +170,23 @@ def _frames_to_rgb(chunk: torch.Tensor) -> torch.Tensor:
     return as_rgb_bchw(chunk).float().contiguous(memory_format=torch.channels_last)
 
 
-def upscale_video(engine, frames: torch.Tensor, *, temporal_strength: float = DEFAULT_STRENGTH,
-                  scene_cut_sensitivity: float = scene_cuts.DEFAULT_SENSITIVITY,
-                  motion_adaptive: bool = False, tile_size: int = 0, frames_per_chunk: int = 0,
-                  halo: int | None = None, state: TemporalState | None = None, model_key: str | None = None,
-                  progress: Callable[[int, int], None] | None = None,
-                  check_interrupt: Callable[[], None] | None = None,
-                  free_memory: Callable[[], int] | None = None,
-                  output_size: tuple[int, int] | None = None) -> tuple[torch.Tensor, TemporalState]:
+def upscale_video(
+    engine,
+    frames: torch.Tensor,
+    *,
+    temporal_strength: float = DEFAULT_STRENGTH,
+    scene_cut_sensitivity: float = scene_cuts.DEFAULT_SENSITIVITY,
+    motion_adaptive: bool = False,
+    tile_size: int = 0,
+    frames_per_chunk: int = 0,
+    halo: int | None = None,
+    state: TemporalState | None = None,
+    model_key: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    check_interrupt: Callable[[], None] | None = None,
+    free_memory: Callable[[], int] | None = None,
+    output_size: tuple[int, int] | None = None,
+) -> tuple[torch.Tensor, TemporalState]:
     """Upscale a batch of frames with the temporal recurrence.
 
     frames: (N, H, W, C) float 0..1 (an IMAGE; C = 1, 3 or 4). Returns the upscaled frames
@@ -178,8 +206,10 @@ def upscale_video(engine, frames: torch.Tensor, *, temporal_strength: float = DE
     """
     check_images(frames, "frames")
     if not engine.info.supports_video:
-        raise ValueError(f"ParagonSR2 video: this engine ({engine.info.variant} x{engine.info.scale}) runs "
-                         "single images only; export / build it as a video graph (video = yes)")
+        raise ValueError(
+            f"ParagonSR2 video: this engine ({engine.info.variant} x{engine.info.scale}) runs "
+            "single images only; export / build it as a video graph (video = yes)"
+        )
     alpha = float(temporal_strength)
     if not 0.0 <= alpha <= MAX_STRENGTH:
         raise ValueError(f"temporal_strength must be in [0, {MAX_STRENGTH}], got {alpha}")
@@ -187,8 +217,16 @@ def upscale_video(engine, frames: torch.Tensor, *, temporal_strength: float = DE
     check_size(engine.info, height, width)
     multiple = pad_multiple(engine.info)
     key = model_key or _engine_key(engine)
-    tiles, chunk = plan_video(engine, padded_size(height, multiple), padded_size(width, multiple), n_frames,
-                              tile_size, frames_per_chunk, halo, free_memory)
+    tiles, chunk = plan_video(
+        engine,
+        padded_size(height, multiple),
+        padded_size(width, multiple),
+        n_frames,
+        tile_size,
+        frames_per_chunk,
+        halo,
+        free_memory,
+    )
 
     previous = state if _state_matches(state, key, height, width) else None
 
@@ -200,11 +238,11 @@ def upscale_video(engine, frames: torch.Tensor, *, temporal_strength: float = DE
     native_shape = (height * scale, width * scale, out_channels) if output_size is not None else None
     run = _VideoRun(engine, tiles, halo, chunk, progress, check_interrupt, multiple, native_shape)
     with torch.inference_mode():
-        blended, thumb, last = run.frames(frames, out, previous, alpha, scene_cut_sensitivity,
-                                          motion_adaptive, chunk)
+        blended, thumb, last = run.frames(frames, out, previous, alpha, scene_cut_sensitivity, motion_adaptive, chunk)
     seen = previous.frames_seen if previous is not None else 0
-    new_state = TemporalState(signature=(key, height, width), blended=blended, last_thumb=thumb,
-                              last_frame=last, frames_seen=seen + n_frames)
+    new_state = TemporalState(
+        signature=(key, height, width), blended=blended, last_thumb=thumb, last_frame=last, frames_seen=seen + n_frames
+    )
     return out, new_state
 
 
@@ -212,14 +250,19 @@ class _VideoRun:
     """The chunk x tile loop of upscale_video, with the runners' out-of-memory back-off
     (runtime/backoff.py): frames per call first, then the tile side."""
 
-    def __init__(self, engine, tiles, halo, decode_batch, progress, check_interrupt, pad_multiple=1,
-                 native_shape=None):
+    def __init__(self, engine, tiles, halo, decode_batch, progress, check_interrupt, pad_multiple=1, native_shape=None):
         self.engine, self.tiles, self.halo = engine, tiles, halo
         self.pad_multiple = pad_multiple
         self.native_shape = native_shape  # set: chunks are made at this size, then resized into out
         self.scale = int(engine.info.scale)
-        self.sizes = OutOfMemoryBackoff(engine.info.device, self._tile_side(), decode_batch,
-                                        min_tile=MIN_TILE, unit="frame", label="ParagonSR2 video")
+        self.sizes = OutOfMemoryBackoff(
+            engine.info.device,
+            self._tile_side(),
+            decode_batch,
+            min_tile=MIN_TILE,
+            unit="frame",
+            label="ParagonSR2 video",
+        )
         self.progress, self.check_interrupt = progress, check_interrupt
         self.alpha = None
         self.done = 0
@@ -227,14 +270,15 @@ class _VideoRun:
     def frames(self, frames, out, previous, alpha, sensitivity, motion_adaptive, chunk):
         """Blend and upscale every chunk, continuing ``previous`` (a TemporalState or None);
         returns the last frame's blended frame, the recent scene-cut thumbnails and the last LR frame."""
-        prev_blend, prev_thumb, prev_frame = (None, None, None) if previous is None else (
-            previous.blended, previous.last_thumb, previous.last_frame)
+        prev_blend, prev_thumb, prev_frame = (
+            (None, None, None) if previous is None else (previous.blended, previous.last_thumb, previous.last_frame)
+        )
         n_frames = frames.shape[0]
         self.alpha = frames[..., 3] if frames.shape[-1] == 4 else None
         chunks = math.ceil(n_frames / chunk)
         self.total = chunks * len(self.tiles)
         for index, start in enumerate(range(0, n_frames, chunk)):
-            raw = frames[start:min(n_frames, start + chunk)]
+            raw = frames[start : min(n_frames, start + chunk)]
             lr = _frames_to_rgb(raw)
             thumbs = scene_cuts.thumbnails(lr)
             restart = scene_cuts.detect_cuts(thumbs, prev_thumb, sensitivity)
@@ -257,14 +301,17 @@ class _VideoRun:
         padded = pad_bchw(lr, self.pad_multiple)
         blended = padded if blended is lr else pad_bchw(blended, self.pad_multiple)
         lr, n = padded, lr.shape[0]
-        dest = out[start:start + n] if self.native_shape is None else torch.empty(
-            (n, *self.native_shape), dtype=torch.float32)
+        dest = (
+            out[start : start + n]
+            if self.native_shape is None
+            else torch.empty((n, *self.native_shape), dtype=torch.float32)
+        )
         while True:
             side = self.sizes.tile
             finished, _ = self.sizes.attempt(self._tiles, lr, blended, dest, start)
             if finished:
                 if self.native_shape is not None:
-                    resize_into(out[start:start + n], dest)
+                    resize_into(out[start : start + n], dest)
                 return
             if self.sizes.tile != side:
                 height, width = lr.shape[-2:]
@@ -297,4 +344,4 @@ class _VideoRun:
             paste_interior(dest, hr, tile, self.scale, slice(i, j))
             del hr
         if self.alpha is not None:
-            paste_alpha(dest, self.alpha[start:start + n], tile, self.scale)
+            paste_alpha(dest, self.alpha[start : start + n], tile, self.scale)

@@ -36,8 +36,15 @@ class CurrentCoreUpscale:
         upscale_model.to(device)
         lr = image.movedim(-1, -3).to(device)
         with torch.no_grad():
-            hr = comfy.utils.tiled_scale(lr, lambda tile: upscale_model(tile.float()), tile_x=256, tile_y=256,
-                                         overlap=32, upscale_amount=upscale_model.scale, output_device="cpu")
+            hr = comfy.utils.tiled_scale(
+                lr,
+                lambda tile: upscale_model(tile.float()),
+                tile_x=256,
+                tile_y=256,
+                overlap=32,
+                upscale_amount=upscale_model.scale,
+                output_device="cpu",
+            )
         return (hr.clamp(0, 1).movedim(-3, -1),)
 
 
@@ -49,9 +56,11 @@ class MetaBatchStandIn:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"frames_per_batch": ("INT", {"default": 16, "min": 1})},
-                "optional": {"requeue": ("INT", {"default": 0, "min": 0})},
-                "hidden": {"prompt": "PROMPT", "unique_id": "UNIQUE_ID"}}
+        return {
+            "required": {"frames_per_batch": ("INT", {"default": 16, "min": 1})},
+            "optional": {"requeue": ("INT", {"default": 0, "min": 0})},
+            "hidden": {"prompt": "PROMPT", "unique_id": "UNIQUE_ID"},
+        }
 
     def update_batch(self, frames_per_batch, requeue=0, prompt=None, unique_id=None):
         self.frames_per_batch = frames_per_batch
@@ -65,14 +74,16 @@ async def loaded_models(request):
     for patcher in model_management.loaded_models():
         module = patcher.model
         weight = next(module.parameters(), None)
-        rows.append({
-            "class": type(module).__name__,
-            "patcher": type(patcher).__name__,
-            "load_device": str(patcher.load_device),
-            "weights_on": None if weight is None else str(weight.device),
-            "dtype": None if weight is None else str(weight.dtype),
-            "bytes": int(patcher.model_size()),
-        })
+        rows.append(
+            {
+                "class": type(module).__name__,
+                "patcher": type(patcher).__name__,
+                "load_device": str(patcher.load_device),
+                "weights_on": None if weight is None else str(weight.device),
+                "dtype": None if weight is None else str(weight.dtype),
+                "bytes": int(patcher.model_size()),
+            }
+        )
     return web.json_response(rows)
 
 

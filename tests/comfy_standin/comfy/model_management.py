@@ -34,17 +34,18 @@ def reset(interrupt_after=None):
 
 
 # -- the model manager: which patchers are loaded, what was asked (0.3.64 signatures) ----------
-LOADED = []        # patchers currently loaded, most recent first
-LOAD_CALLS = []    # (patchers, memory_required, force_full_load) per load_models_gpu call
-FREE_CALLS = []    # (memory_required, device) per free_memory call
+LOADED = []  # patchers currently loaded, most recent first
+LOAD_CALLS = []  # (patchers, memory_required, force_full_load) per load_models_gpu call
+FREE_CALLS = []  # (memory_required, device) per free_memory call
 
 
 def unet_offload_device():
     return torch.device("cpu")
 
 
-def load_models_gpu(models, memory_required=0, force_patch_weights=False, minimum_memory_required=None,
-                    force_full_load=False):
+def load_models_gpu(
+    models, memory_required=0, force_patch_weights=False, minimum_memory_required=None, force_full_load=False
+):
     LOAD_CALLS.append((list(models), memory_required, force_full_load))
     for patcher in models:
         patcher.load(patcher.load_device)
