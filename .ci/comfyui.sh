@@ -3,7 +3,7 @@
 #
 # ComfyUI is not on the package registry: its source comes from a snapshot (a bare git
 # directory): $COMFYUI_SNAPSHOT, else /work/.mirror/Comfy-Org+ComfyUI/repo. Without one this
-# prints why and exits 0 (nothing to test against). Steps, as /work/shared/docs/real-comfyui.md:
+# prints why and exits 0 (nothing to test against). Steps (CONTRIBUTING.md, "Real ComfyUI"):
 #   1. export the snapshot's tree (minus the one blob the snapshot lacks, which only Llama-tokenizer
 #      models need) into a temporary folder; ComfyUI's code is never copied into this repository;
 #   2. a venv with torch==2.14.1 + torchvision==0.29.1 (the local wheels; CPU torch 2.13.0 has no

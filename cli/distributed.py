@@ -381,7 +381,7 @@ def upscale_folder(args, out_dir: Path, running: Cluster | None = None) -> int:
             )
         job = _job(args, c, transfer)
         job["image_args"] = _picture_args(args)
-        progress = Progress(f"{src.name} images", enabled=not args.quiet)
+        progress = Progress(f"{src.name} images", enabled=not args.quiet, unit="image")
         summary, state = Summary("images"), {"done": 0, "errors": []}
 
         def on_result(result):
@@ -538,13 +538,13 @@ def upscale_video(args, dst: Path, plan, scale: int, running: Cluster | None = N
             "codec": plan.codec,
             "lossless": bool(args.lossless),
         }
-        progress = Progress(f"{src.name} frames", enabled=not args.quiet)
+        progress = Progress(f"{src.name} frames", enabled=not args.quiet, unit="frame")
         summary, done = Summary("frames"), [0]
         try:
             # stream mode: the source is stored once and handed to every task (Ray resolves it)
             payload = c.ray.put(src.read_bytes()) if transfer == "stream" else None
             index = index_video(src)
-            scan_bar = Progress(f"{src.name} scan", enabled=not args.quiet)
+            scan_bar = Progress(f"{src.name} scan", enabled=not args.quiet, unit="frame")
             try:
                 if index is not None:
                     scan = scan_parallel(c, job, index, source, payload, scan_bar)

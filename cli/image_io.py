@@ -152,6 +152,58 @@ def _cmyk_to_rgb(im, picture: Picture):
     return im.convert("RGB")
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# EXIF orientation -> the numpy equivalent of the Pillow transposition exif_transpose applies.
+_ORIENT = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.transpose(1, 0, 2),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: a[::-1, ::-1].transpose(1, 0, 2),
+    8: lambda a: np.rot90(a, 1),
+}
+
+
+def _deep_colour_png(path: Path) -> bool:
+    """A PNG whose IHDR says 16 bits per channel in colour (RGB, RGBA) or grey+alpha: the
+    ones Pillow reads at 8 bits. Read from the file header only."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(26)
+    except OSError:
+        return False
+    return (
+        len(head) == 26
+        and head[:8] == _PNG_SIGNATURE
+        and head[12:16] == b"IHDR"
+        and head[24] == 16
+        and head[25] in (2, 4, 6)
+    )
+
+
+def _read_deep_png(path: Path, picture: Picture) -> np.ndarray | None:
+    """[H, W, C] float32 0..1 of a 16-bit colour PNG decoded at full depth by pypng (alpha
+    kept, grey+alpha as RGBA like the 8-bit path); None when pypng is not installed."""
+    try:
+        import png
+    except ImportError:
+        return None
+    try:
+        width, height, rows, info = png.Reader(filename=str(path)).asDirect()
+        planes = int(info["planes"])
+        arr = np.stack([np.asarray(row, dtype=np.uint16) for row in rows]).reshape(height, width, planes)
+    except (png.Error, OSError, ValueError) as exc:
+        raise CliError(f"cannot read image {path}: {exc}") from None
+    picture.bits = 16
+    out = arr.astype(np.float32) / float(2 ** int(info["bitdepth"]) - 1)  # 65535 (less only when sBIT says)
+    if planes in (1, 2):  # grey (+ alpha): as RGBA, the way the 8-bit path converts LA
+        grey = out[..., :1]
+        alpha = out[..., 1:] if planes == 2 else np.ones_like(grey)
+        out = np.concatenate([grey, grey, grey, alpha], axis=-1)
+    return out
+
+
 def read_image(path: Path) -> Picture:
     """Read any image Pillow can open: every mode mapped to 0..1 by its real range, EXIF
     orientation applied, ICC profile kept, every frame of an animation with its timing."""
@@ -173,18 +225,25 @@ def read_image(path: Path) -> Picture:
                     f"{path} holds {n_frames} pages ({im.format}); only single-page files and "
                     f"animations (GIF/PNG/WebP) are supported: split the pages first"
                 )
-            im.load()
-            int_bits = _integer_bits(im) if im.mode == "I" else None
-            oriented = ImageOps.exif_transpose(im)
-            if oriented is not None and oriented is not im:
-                if (im.getexif() or {}).get(0x0112, 1) != 1:
+            deep = None
+            if im.format == "PNG" and _deep_colour_png(path):
+                deep = _read_deep_png(path, picture)
+                if deep is None:
+                    picture.notes.append(
+                        "16-bit colour PNG read at 8 bits per channel (pip install pypng reads it at 16)"
+                    )
+            if deep is not None:
+                exif = im.getexif()
+                orientation = exif.get(0x0112, 1) if exif else 1
+                if orientation in _ORIENT:
+                    deep = _ORIENT[orientation](deep)
                     picture.notes.append("EXIF orientation applied")
-                im = oriented
-            exif = im.getexif()
-            if exif:
-                exif[0x0112] = 1
-                picture.exif = exif.tobytes()
-            arr = _to_float(im, picture, int_bits)
+                if exif:
+                    exif[0x0112] = 1
+                    picture.exif = exif.tobytes()
+                arr = deep
+            else:
+                arr = _read_pillow(im, picture, ImageOps)
     except CliError:
         raise
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
@@ -196,6 +255,22 @@ def read_image(path: Path) -> Picture:
         picture.icc_profile = None
     picture.pixels = torch.from_numpy(np.ascontiguousarray(arr))[None]
     return picture
+
+
+def _read_pillow(im, picture: Picture, image_ops) -> np.ndarray:
+    """A still as Pillow decodes it: EXIF orientation applied, then mapped to 0..1."""
+    im.load()
+    int_bits = _integer_bits(im) if im.mode == "I" else None
+    oriented = image_ops.exif_transpose(im)
+    if oriented is not None and oriented is not im:
+        if (im.getexif() or {}).get(0x0112, 1) != 1:
+            picture.notes.append("EXIF orientation applied")
+        im = oriented
+    exif = im.getexif()
+    if exif:
+        exif[0x0112] = 1
+        picture.exif = exif.tobytes()
+    return _to_float(im, picture, int_bits)
 
 
 def _read_animation(im, picture: Picture, image_sequence, image_mod) -> None:
@@ -261,10 +336,11 @@ def save_image(
     im = _deep_grey(image, picture, suffix, image_mod)
     if im is None:
         if picture is not None and picture.bits > 8:
-            notes.append(
-                f"{picture.bits}-bit input; the output is 8-bit ({suffix} holds 8 bits per channel; "
-                f".png or .tif keep 16)"
-            )
+            if suffix in (".png", ".tif", ".tiff") and image.shape[-1] > 1:
+                why = "colour is written at 8 bits per channel; only grey keeps 16"
+            else:
+                why = f"{suffix} holds 8 bits per channel; .png or .tif keep 16"
+            notes.append(f"{picture.bits}-bit input; the output is 8-bit ({why})")
         arr = to_uint8(image)
         if arr.shape[-1] == 4 and suffix in _NO_ALPHA:
             arr = arr[..., :3]

@@ -93,7 +93,7 @@ def _upscale_animation(engine, picture: Picture, dst: Path, args, label: str | N
     """Every frame through the temporal pipeline (an animation is a short clip), timing kept."""
     frames, state, done = [], None, 0
     total = len(picture.frames)
-    progress = Progress(f"{label or picture.path.name} frames", enabled=not args.quiet)
+    progress = Progress(f"{label or picture.path.name} frames", enabled=not args.quiet, unit="frame")
     try:
         for chunk in picture.chunks(max(1, args.frames_per_chunk)):
             out, state = temporal.upscale_video(engine, chunk, state=state, **video_options(args))
@@ -141,7 +141,7 @@ def run_video(engine, src: Path, dst: Path, args, plan) -> int:
 
 def _encode(engine, reader, writer_cls, path: Path, codec: str, args, src: Path) -> int:
     writer, state, done = None, None, 0
-    progress = Progress(f"{src.name} frames", enabled=not args.quiet)
+    progress = Progress(f"{src.name} frames", enabled=not args.quiet, unit="frame")
     try:
         for frames in reader.chunks(max(1, args.frames_per_chunk)):
             out, state = temporal.upscale_video(engine, frames, state=state, **video_options(args))
@@ -175,7 +175,7 @@ def _video_to_animation(engine, src: Path, tmp: Path, dst: Path, args) -> int:
 
     reader = VideoReader(src)
     frames, state = [], None
-    progress = Progress(f"{src.name} frames", enabled=not args.quiet)
+    progress = Progress(f"{src.name} frames", enabled=not args.quiet, unit="frame")
     try:
         for chunk in reader.chunks(max(1, args.frames_per_chunk)):
             out, state = temporal.upscale_video(engine, chunk, state=state, **video_options(args))

@@ -166,6 +166,8 @@ def stream_block(block: StreamBlock, x):
         wf = _f64(block.fuse.weight).reshape(c, 2 * c)
         g = _f64(block.scale.gamma).reshape(-1)
         wo = _f64(block.out.weight).reshape(c, -1) * g[:, None]
+        if block.out.bias is None:
+            raise ValueError("StreamBlock.out has no bias: not a ParagonSR2 stream block")
         return _cast(
             x.dtype,
             wf[:, :c, None, None],

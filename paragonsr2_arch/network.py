@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
+from typing import cast
 
 import torch
 from torch import nn
@@ -81,6 +82,8 @@ class ParagonSR2(nn.Module):
     Attributes for callers: ``config``, ``variant``, ``scale``, ``num_feat``,
     ``upsampler_alpha`` (settable; it only changes the base path).
     """
+
+    metadata: dict[str, str]  # the file's metadata; set by checkpoint.load_model only
 
     def __init__(self, config: ParagonSR2Config):
         super().__init__()
@@ -182,7 +185,7 @@ class ParagonSR2(nn.Module):
         else:  # the same blocks in the same order as body(feat), with a call between them
             y = feat
             for group in self.body:
-                for block in group.blocks:
+                for block in cast(ResidualGroup, group).blocks:  # body holds ResidualGroups only
                     y = block(y)
                     on_block()
         y = self.up(self.conv_mid(y))
@@ -194,6 +197,12 @@ class ParagonSR2(nn.Module):
         one pass. Inside a photo/pro block (between its large operations: depthwise conv, MLP,
         qkv, attention) it is called again with the same ``done``: such a block takes seconds
         on a CPU. Same operations in the same order as forward: bit-identical output."""
+        return self.run_decode_staged(x, self.encode(x), on_step)
+
+    def run_decode_staged(self, x: torch.Tensor, feat: torch.Tensor, on_step) -> torch.Tensor:
+        """``decode(x, feat)`` with run_staged's hook calls: ``on_step(1, stage_count)`` first
+        (``feat`` stands for conv_in's stage), then after each body block and after the tail.
+        The video pipeline's decode; bit-identical to ``decode(x, feat)``."""
         total = self.stage_count
         done = 0
 
@@ -205,7 +214,6 @@ class ParagonSR2(nn.Module):
         def branch() -> None:
             on_step(done, total)
 
-        feat = self.encode(x)
         step()
         out = self.decode(x, feat, step, branch)
         step()

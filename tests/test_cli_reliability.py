@@ -181,6 +181,64 @@ def test_sixteen_bit_grey_and_float_tiff_come_out_as_they_look(tmp_path, model_f
         assert "16-bit input; the output is 8-bit (.jpg holds 8 bits per channel" in capsys.readouterr().err
 
 
+def _write_png16(path: Path, alpha: bool, icc: bytes | None = None) -> np.ndarray:
+    """A real 16-bit RGB(A) PNG written by pypng: smooth ramps whose neighbours differ by less
+    than one 8-bit step (an 8-bit read merges them). Returns the uint16 [H, W, C] it holds."""
+    import zlib
+
+    png = pytest.importorskip("png")
+    h, w = 24, 40
+    x = np.linspace(0, 1, w)[None, :] * np.ones((h, 1))
+    y = np.linspace(0, 1, h)[:, None] * np.ones((1, w))
+    planes = [30000 + 200 * x, 40000 - 150 * y, 1000 + 60000 * x * y]
+    if alpha:
+        planes.append(65535 - 300 * x)
+    values = np.stack(planes, -1).round().astype(np.uint16)
+    c = values.shape[-1]
+    png.Writer(w, h, greyscale=False, alpha=alpha, bitdepth=16).write(
+        path.open("wb"), values.reshape(h, w * c).tolist()
+    )
+    if icc is not None:  # pypng writes no iCCP: put one in after IHDR, as Pillow would read it
+        chunks = list(png.Reader(filename=str(path)).chunks())
+        chunks.insert(1, (b"iCCP", b"icc\x00\x00" + zlib.compress(icc)))
+        with path.open("wb") as f:
+            png.write_chunks(f, chunks)
+    return values
+
+
+@pytest.mark.parametrize("alpha", [False, True], ids=["rgb16", "rgba16"])
+def test_sixteen_bit_colour_png_is_read_at_full_depth(tmp_path, model_file, capsys, alpha):
+    """Before: Pillow read a 16-bit RGB(A) PNG at 8 bits per channel (silently)."""
+    from PIL import ImageCms
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    src = tmp_path / "deep.png"
+    values = _write_png16(src, alpha, icc)
+    picture = image_io.read_image(src)
+    got = picture.pixels[0].double().numpy()
+    assert got.shape == values.shape and picture.bits == 16
+    assert np.abs(got - values / 65535.0).max() < 1e-6
+    assert len(np.unique(got[..., 0])) > len(np.unique((values[..., 0] / 257).round()))  # finer than 8 bits
+    assert picture.icc_profile == icc and not picture.notes
+    out = tmp_path / "up.png"
+    assert run_cli([src, "-o", out, "--model", model_file, "--device", "cpu"]) == 0
+    with Image.open(out) as im:
+        assert im.size == (80, 48) and im.mode == ("RGBA" if alpha else "RGB")
+        assert im.info.get("icc_profile") == icc
+    assert "16-bit input; the output is 8-bit (colour is written at 8 bits per channel" in capsys.readouterr().err
+
+
+def test_sixteen_bit_colour_png_without_pypng_is_read_at_8_bits_and_says_so(tmp_path, model_file, capsys, monkeypatch):
+    src = tmp_path / "deep.png"
+    values = _write_png16(src, alpha=False)
+    monkeypatch.setitem(sys.modules, "png", None)  # `import png` raises ImportError
+    picture = image_io.read_image(src)
+    assert np.abs(picture.pixels[0].double().numpy() - values / 65535.0).max() < 1 / 255
+    assert picture.notes == ["16-bit colour PNG read at 8 bits per channel (pip install pypng reads it at 16)"]
+    assert run_cli([src, "-o", tmp_path / "up.png", "--model", model_file, "--device", "cpu"]) == 0
+    assert "deep.png: 16-bit colour PNG read at 8 bits per channel (pip install pypng" in capsys.readouterr().err
+
+
 # -- ICC profiles, EXIF orientation ---------------------------------------------------------------
 def test_icc_profile_is_kept_and_exif_orientation_applied(tmp_path, model_file, capsys):
     from PIL import ImageCms

@@ -23,6 +23,7 @@ pytest.importorskip("onnxruntime")
 from paragonsr2_pack.engines.backends import onnx_export as ox
 from paragonsr2_pack.engines.backends import onnxruntime_engine as orte
 from paragonsr2_pack.engines.runtime import contract as base
+from paragonsr2_pack.engines.video import temporal
 
 
 def _case(variant: str) -> dict:
@@ -137,7 +138,6 @@ def test_tiled_runner_attention_variant_matches_torch(photo):
 
 
 def test_temporal_pipeline_runs_on_ort_engine(realtime):
-    temporal = pytest.importorskip(f"{submodule('engines').__name__}.temporal")
     model, engine = realtime
     frames = natural_image(32, 48, seed=8, batch=3).permute(0, 2, 3, 1)
     ort_out, _ = temporal.upscale_video(engine, frames, temporal_strength=0.2, scene_cut_sensitivity=0)

@@ -300,7 +300,7 @@ def test_progress_and_interrupt():
     frames = clip_of(32, 32, 3, seed=8)
     calls = []
     run(model, frames, tile_size=16, frames_per_chunk=2, progress=lambda d, t: calls.append((d, t)))
-    assert calls == [(i + 1, 8) for i in range(8)]  # 2 chunks x 4 tiles
+    assert calls == [(i, 8) for i in range(9)]  # 0 first, then 2 chunks x 4 tiles
 
     class Stop(Exception):
         pass

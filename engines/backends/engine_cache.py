@@ -131,6 +131,8 @@ class KeyLock:
                 time.sleep(self.poll)
 
     def __exit__(self, *exc):
+        if self._fd is None:
+            raise RuntimeError(f"KeyLock {self.path} released without being acquired")
         os.close(self._fd)
         with contextlib.suppress(OSError):
             os.unlink(self.path)

@@ -30,6 +30,7 @@ import threading
 import warnings
 import weakref
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import torch
 import torch.nn.functional as F
@@ -38,6 +39,9 @@ from torch import nn
 from ...paragonsr2_arch import reference_mode
 from ..runtime.contract import ALIGN, frozen_copy
 from ..runtime.options import GRAPH_DTYPES
+
+if TYPE_CHECKING:
+    from ...paragonsr2_arch import ParagonSR2
 
 # TensorRT 10.0 parses opsets 9-20, TensorRT 11 more; 17 is what torch's TorchScript exporter
 # emits best (LayerNorm-era ops, ReduceMean with an axes attribute).
@@ -133,17 +137,18 @@ def _typed_addcmul(opset: int):
             raise ExportError("addcmul with value != 1 is not supported by the ParagonSR2 exporter")
         return g.op("Add", bias, g.op("Mul", t1, t2))
 
-    torch.onnx.register_custom_op_symbolic("aten::addcmul", addcmul, opset)
+    # Both are documented torch.onnx functions, left out of its __all__ only as deprecated.
+    torch.onnx.register_custom_op_symbolic("aten::addcmul", addcmul, opset)  # pyright: ignore[reportPrivateImportUsage] (public, deprecated)
     try:
         yield
     finally:
-        torch.onnx.unregister_custom_op_symbolic("aten::addcmul", opset)
+        torch.onnx.unregister_custom_op_symbolic("aten::addcmul", opset)  # pyright: ignore[reportPrivateImportUsage] (public, deprecated)
 
 
 class ImageGraph(nn.Module):
     """input (float32) -> network in ``dtype`` -> output (float32)."""
 
-    def __init__(self, net: nn.Module, dtype: torch.dtype):
+    def __init__(self, net: ParagonSR2, dtype: torch.dtype):
         super().__init__()
         self.net = net
         self.dtype = dtype
@@ -159,7 +164,7 @@ class VideoGraph(nn.Module):
     network on prev_feat (engines use that as ``decode``).
     """
 
-    def __init__(self, net: nn.Module, dtype: torch.dtype):
+    def __init__(self, net: ParagonSR2, dtype: torch.dtype):
         super().__init__()
         self.net = net
         self.dtype = dtype
@@ -172,7 +177,7 @@ class VideoGraph(nn.Module):
         return out, feat
 
 
-def export_copy(model: nn.Module, precision: str) -> nn.Module:
+def export_copy(model: ParagonSR2, precision: str) -> ParagonSR2:
     """A deep copy in ``precision`` for tracing; the caller's model is never touched."""
     if precision == "bf16":
         raise ExportError(
@@ -181,10 +186,10 @@ def export_copy(model: nn.Module, precision: str) -> nn.Module:
         )
     if precision not in GRAPH_DTYPES:
         raise ExportError(f"unknown precision {precision!r}; use one of {', '.join(GRAPH_DTYPES)}")
-    return frozen_copy(model, dtype=GRAPH_DTYPES[precision])
+    return cast("ParagonSR2", frozen_copy(model, dtype=GRAPH_DTYPES[precision]))
 
 
-def metadata(model: nn.Module, precision: str, video: bool, static_hw) -> dict[str, str]:
+def metadata(model: ParagonSR2, precision: str, video: bool, static_hw) -> dict[str, str]:
     """Facts engines need to run a graph without the torch model (stored in the ONNX file)."""
     radius = getattr(model, "receptive_radius", None)
     return {
@@ -203,7 +208,7 @@ def metadata(model: nn.Module, precision: str, video: bool, static_hw) -> dict[s
 
 
 def export_onnx(
-    model: nn.Module,
+    model: ParagonSR2,
     path: str | Path | None = None,
     *,
     precision: str = "fp32",
@@ -250,7 +255,7 @@ def export_onnx(
         torch.onnx.export(
             wrapper,
             args,
-            buffer,
+            buffer,  # pyright: ignore[reportArgumentType] (f is typed for dynamo; TorchScript takes a BytesIO)
             dynamo=False,
             opset_version=opset,
             input_names=inputs,
@@ -301,7 +306,7 @@ def weights_digest(model: nn.Module) -> str:
     return h.hexdigest()
 
 
-def export_onnx_cached(model: nn.Module, *, precision: str = "fp32", video: bool = False) -> bytes:
+def export_onnx_cached(model: ParagonSR2, *, precision: str = "fp32", video: bool = False) -> bytes:
     """``export_onnx(model, precision=..., video=...)``, reused while the model's weights and
     sharpness are unchanged (engine cache keys need the bytes on every Build node run)."""
     digest = weights_digest(model)

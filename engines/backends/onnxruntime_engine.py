@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import torch
@@ -23,6 +24,9 @@ import torch
 from ..runtime.contract import ALLOCATOR_ARENA, EngineInfo, InfoAttributes, frozen_copy
 from ..runtime.options import GRAPH_DTYPES, graph_precision
 from .onnx_export import ALPHA, FEATURE, INPUT, OUTPUT, PREV_FEAT, export_onnx, pad_to_multiple
+
+if TYPE_CHECKING:
+    from ...paragonsr2_arch import ParagonSR2
 
 logger = logging.getLogger("ParagonSR2")
 
@@ -98,7 +102,7 @@ class OnnxRuntimeEngine(InfoAttributes):
 
     @classmethod
     def from_model(
-        cls, model: torch.nn.Module, precision: str = "fp32", video: bool = False, providers: list[str] | None = None
+        cls, model: ParagonSR2, precision: str = "fp32", video: bool = False, providers: list[str] | None = None
     ) -> OnnxRuntimeEngine:
         """Export ``model`` (a deep copy) and run it; conv_in is kept for ``encode``."""
         data = export_onnx(model, precision=precision, video=video)
@@ -116,11 +120,12 @@ class OnnxRuntimeEngine(InfoAttributes):
             self._zeros = np.zeros(shape, np.float32)
         return self._zeros
 
-    def _run_video(self, x: torch.Tensor, feat: np.ndarray, alpha: float):
-        return self.session.run(
+    def _run_video(self, x: torch.Tensor, feat: np.ndarray, alpha: float) -> list[np.ndarray]:
+        outputs = self.session.run(
             [OUTPUT, FEATURE],
             {INPUT: np.ascontiguousarray(x.numpy()), PREV_FEAT: feat, ALPHA: np.asarray(alpha, np.float32)},
         )
+        return cast("list[np.ndarray]", outputs)  # dense tensor outputs: arrays
 
     def _crop(self, out: np.ndarray, h: int, w: int, factor: int) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(out[:, :, : h * factor, : w * factor]))
@@ -132,7 +137,7 @@ class OnnxRuntimeEngine(InfoAttributes):
             b, _, hp, wp = x.shape
             out, _ = self._run_video(x, self._zero_feat((b, self.num_feat, hp, wp)), 0.0)
         else:
-            (out,) = self.session.run([OUTPUT], {INPUT: np.ascontiguousarray(x.numpy())})
+            (out,) = cast("list[np.ndarray]", self.session.run([OUTPUT], {INPUT: np.ascontiguousarray(x.numpy())}))
         return self._crop(out, h, w, self.scale)
 
     def encode(self, lr: torch.Tensor) -> torch.Tensor:
@@ -145,7 +150,8 @@ class OnnxRuntimeEngine(InfoAttributes):
         _, feat = self._run_video(x, self._zero_feat((b, self.num_feat, hp, wp)), 0.0)
         return self._crop(feat, h, w, 1)
 
-    def decode(self, lr: torch.Tensor, feat: torch.Tensor) -> torch.Tensor:
+    def decode(self, lr: torch.Tensor, feat: torch.Tensor, on_step=None) -> torch.Tensor:
+        # on_step is not called, as in __call__
         self._need_video("decode")
         x, h, w = self._prepare(lr)
         f, _, _ = self._prepare(feat)
@@ -178,7 +184,7 @@ def providers_for(device: str | torch.device) -> list:
 
 
 def create_engine(
-    model: torch.nn.Module, *, device: str | torch.device = "auto", precision: str = "auto", video: bool = False
+    model: ParagonSR2, *, device: str | torch.device = "auto", precision: str = "auto", video: bool = False
 ) -> OnnxRuntimeEngine:
     """The registry's entry (registry.make_engine): ``model`` exported and run in a session."""
     providers = providers_for(device)

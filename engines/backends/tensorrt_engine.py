@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -35,6 +36,9 @@ from .tensorrt_build import (
     unavailable_reason,
 )
 
+if TYPE_CHECKING:
+    from ...paragonsr2_arch import ParagonSR2
+
 logger = logging.getLogger("ParagonSR2")
 
 
@@ -48,14 +52,14 @@ class TensorRTEngine(InfoAttributes):
         self,
         engine_bytes: bytes,
         *,
-        model: torch.nn.Module,
+        model: ParagonSR2,
         precision: str,
         video: bool,
         device: torch.device | str | None = None,
     ):
         trt = import_tensorrt()
         self._trt = trt
-        device = torch.device(device or ("cuda", torch.cuda.current_device()))
+        device = torch.device(device) if device else torch.device("cuda", torch.cuda.current_device())
         self._logger = make_logger(trt)
         with torch.cuda.device(device):
             self._runtime = trt.Runtime(self._logger)
@@ -112,6 +116,8 @@ class TensorRTEngine(InfoAttributes):
         tensors = {INPUT: x}
         ctx.set_input_shape(INPUT, tuple(x.shape))
         if self.video:
+            if feat is None:
+                raise ValueError("a video TensorRT engine call needs prev_feat")
             tensors[PREV_FEAT] = feat
             tensors[ALPHA] = self._alphas[alpha]
             ctx.set_input_shape(PREV_FEAT, tuple(feat.shape))
@@ -160,7 +166,8 @@ class TensorRTEngine(InfoAttributes):
         with torch.inference_mode():
             return self.conv_in(lr.to(self.device, self.dtype)).float()
 
-    def decode(self, lr: torch.Tensor, feat: torch.Tensor) -> torch.Tensor:
+    def decode(self, lr: torch.Tensor, feat: torch.Tensor, on_step=None) -> torch.Tensor:
+        # on_step is not called, as in __call__
         if not self.video:
             raise RuntimeError("decode needs a video engine: build it with video = yes")
         return self._run(lr, feat, 1.0, OUTPUT)
@@ -182,7 +189,7 @@ class CachedEngine:
 
 
 def ensure_engine_bytes(
-    model: torch.nn.Module,
+    model: ParagonSR2,
     *,
     precision: str = "fp16",
     profile: Profile | None = None,
@@ -236,7 +243,7 @@ def ensure_engine_bytes(
 
 
 def load_or_build(
-    model: torch.nn.Module,
+    model: ParagonSR2,
     *,
     precision: str = "fp16",
     profile: Profile | None = None,
@@ -247,16 +254,21 @@ def load_or_build(
     cancel: Callable[[], bool] | None = None,
 ) -> TensorRTEngine:
     """``ensure_engine_bytes`` loaded as a TensorRTEngine on the current CUDA device."""
-    options = dict(
-        precision=precision,
-        profile=profile,
-        video=video,
-        models_dir=models_dir,
-        workspace_bytes=workspace_bytes,
-        progress=progress,
-        cancel=cancel,
-    )
-    entry = ensure_engine_bytes(model, **options)
+
+    def ensure(rebuild: bool = False) -> CachedEngine:
+        return ensure_engine_bytes(
+            model,
+            precision=precision,
+            profile=profile,
+            video=video,
+            models_dir=models_dir,
+            workspace_bytes=workspace_bytes,
+            progress=progress,
+            cancel=cancel,
+            rebuild=rebuild,
+        )
+
+    entry = ensure()
     try:
         return TensorRTEngine(entry.data, model=model, precision=precision, video=video)
     except RuntimeError:
@@ -264,12 +276,12 @@ def load_or_build(
             raise  # a fresh build that does not load: building again would not help
         # Same facts but unloadable (e.g. a driver update): rebuild once, replacing the file.
         logger.warning("ParagonSR2: cached engine %s does not load here; rebuilding", entry.path.name)
-        entry = ensure_engine_bytes(model, rebuild=True, **options)
+        entry = ensure(rebuild=True)
     return TensorRTEngine(entry.data, model=model, precision=precision, video=video)
 
 
 def create_engine(
-    model: torch.nn.Module,
+    model: ParagonSR2,
     *,
     device: str | torch.device = "auto",
     precision: str = "auto",

@@ -8,12 +8,16 @@ upstream inference script does, and the first such fallback is logged.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import torch
 
 from ..runtime.contract import ALLOCATOR_DEVICE, ALLOCATOR_MALLOC, EngineInfo, InfoAttributes, frozen_copy
 from ..runtime.devices import pick_device, resolve_dtype
 from ..runtime.memory import warm_cpu_allocator
+
+if TYPE_CHECKING:
+    from ...paragonsr2_arch import ParagonSR2
 
 logger = logging.getLogger("ParagonSR2")
 
@@ -25,7 +29,7 @@ class TorchEngine(InfoAttributes):
     Attributes: ``info``, ``model`` (the device copy), ``fallbacks`` (how many calls were recomputed in fp32).
     """
 
-    def __init__(self, model: torch.nn.Module, device: torch.device | str | None = None, precision: str = "auto"):
+    def __init__(self, model: ParagonSR2, device: torch.device | str | None = None, precision: str = "auto"):
         device = pick_device("auto" if device is None else device)
         # CPU tensors come from the C library's malloc: the runners size CPU tiles for it.
         on_cpu = device.type == "cpu"
@@ -43,10 +47,10 @@ class TorchEngine(InfoAttributes):
         self._fp32_model = self.model if self.dtype == torch.float32 else None
         self.fallbacks = 0
 
-    def _device_copy(self, dtype: torch.dtype) -> torch.nn.Module:
+    def _device_copy(self, dtype: torch.dtype) -> ParagonSR2:
         return frozen_copy(self._master, self.device, dtype)
 
-    def _fp32(self) -> torch.nn.Module:
+    def _fp32(self) -> ParagonSR2:
         if self._fp32_model is None:
             self._fp32_model = self._device_copy(torch.float32)
         return self._fp32_model
@@ -78,7 +82,7 @@ class TorchEngine(InfoAttributes):
         return out.float()
 
     @staticmethod
-    def _forward(model: torch.nn.Module, x: torch.Tensor, on_step) -> torch.Tensor:
+    def _forward(model: ParagonSR2, x: torch.Tensor, on_step) -> torch.Tensor:
         return model(x) if on_step is None else model.run_staged(x, on_step)
 
     @torch.inference_mode()
@@ -90,19 +94,26 @@ class TorchEngine(InfoAttributes):
         return feat.float()  # float32 like every engine, so runners can blend states in fp32
 
     @torch.inference_mode()
-    def decode(self, lr: torch.Tensor, feat: torch.Tensor) -> torch.Tensor:
-        out = self.model.decode(self._input(lr, self.dtype), self._input(feat, self.dtype))
+    def decode(self, lr: torch.Tensor, feat: torch.Tensor, on_step=None) -> torch.Tensor:
+        """``on_step`` as in ``__call__`` (run_decode_staged: step 1 stands for the given
+        features, then each body block and the tail); the output is bit-identical without it."""
+        out = self._decode(self.model, self._input(lr, self.dtype), self._input(feat, self.dtype), on_step)
         if self._low_precision_failed(out):
             self._note_fallback("decode")
-            out = self._fp32().decode(self._input(lr, torch.float32), self._input(feat, torch.float32))
+            fp32 = self._fp32()
+            out = self._decode(fp32, self._input(lr, torch.float32), self._input(feat, torch.float32), on_step)
         return out.float()
+
+    @staticmethod
+    def _decode(model: ParagonSR2, x: torch.Tensor, feat: torch.Tensor, on_step) -> torch.Tensor:
+        return model.decode(x, feat) if on_step is None else model.run_decode_staged(x, feat, on_step)
 
     def __repr__(self) -> str:
         return f"TorchEngine({self.variant} x{self.scale}, {self.device}, {self.precision})"
 
 
 def create_engine(
-    model: torch.nn.Module, *, device: str | torch.device = "auto", precision: str = "auto", video: bool = False
+    model: ParagonSR2, *, device: str | torch.device = "auto", precision: str = "auto", video: bool = False
 ) -> TorchEngine:
     """The registry's entry (registry.make_engine): every torch engine can decode video."""
     return TorchEngine(model, device, precision)

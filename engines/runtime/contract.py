@@ -9,18 +9,23 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, replace
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
 
 import torch
 
 from .devices import dtype_name
 
+if TYPE_CHECKING:
+    from ...paragonsr2_arch import ParagonSR2
+
 # LR granularity of the window-attention variants (photo, pro): tile origins and sizes, graph
 # input sides and TensorRT profile sides are multiples of it.
 ALIGN = 16
 
+ModuleT = TypeVar("ModuleT", bound=torch.nn.Module)
 
-def frozen_copy(module: torch.nn.Module, device=None, dtype: torch.dtype | None = None) -> torch.nn.Module:
+
+def frozen_copy(module: ModuleT, device=None, dtype: torch.dtype | None = None) -> ModuleT:
     """An eval-mode, grad-free copy on ``device``/``dtype``; deepcopy first because ``.to()`` on a
     module already there returns the module itself (the caller's master would be changed)."""
     clone = copy.deepcopy(module).to(device=device, dtype=dtype).eval()
@@ -67,7 +72,7 @@ class EngineInfo:
     steps_per_call: int = 1
 
     @classmethod
-    def of_model(cls, model: torch.nn.Module, device: torch.device | str, dtype: torch.dtype, **facts) -> EngineInfo:
+    def of_model(cls, model: ParagonSR2, device: torch.device | str, dtype: torch.dtype, **facts) -> EngineInfo:
         """The facts a ParagonSR2 module carries itself (variant, scale, window, receptive
         radius); ``facts`` add or override the engine's own (allocator, profile, ...)."""
         base = {
@@ -102,8 +107,11 @@ class Engine(Protocol):
         """conv_in features (B, C, h, w): the only part inside the video recurrence."""
         ...
 
-    def decode(self, lr: torch.Tensor, feat: torch.Tensor) -> torch.Tensor:
-        """The network with ``feat`` in place of conv_in's output -> (B, 3, s*h, s*w) float32."""
+    def decode(self, lr: torch.Tensor, feat: torch.Tensor, on_step=None) -> torch.Tensor:
+        """The network with ``feat`` in place of conv_in's output -> (B, 3, s*h, s*w) float32.
+
+        ``on_step`` as in ``__call__`` (the same ``steps_per_call`` stages: the first is
+        reported before the body, conv_in's work being ``feat``); may be ignored likewise."""
         ...
 
 
@@ -135,7 +143,7 @@ class ModelHandle:
     TensorRT); when None, runners build a torch engine with ``precision`` on demand.
     """
 
-    model: torch.nn.Module
+    model: ParagonSR2
     name: str
     precision: str = "auto"
     engine: Engine | None = None

@@ -21,7 +21,7 @@ _allocator_warmed = False
 def is_glibc() -> bool:
     """Whether this process runs on GNU libc (whose malloc warm_cpu_allocator tunes)."""
     try:
-        return os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc")
+        return (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc")  # None: not set
     except (AttributeError, ValueError, OSError):
         return False
 

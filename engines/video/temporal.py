@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -38,6 +39,7 @@ from ..runtime.checks import check_images, check_output
 from ..tiling.output_size import resize_into
 from ..tiling.paste import as_rgb_bchw, crop_context, paste_alpha, paste_interior
 from ..tiling.plan import plan_engine_tiles
+from ..tiling.runner import PROGRESS_INTERVAL_S
 from ..tiling.sizing import MIN_TILE, cpu_images_per_call, tile_layout
 from ..tiling.window_pad import check_size, pad_bchw, pad_multiple, padded_size
 from . import motion, scene_cuts
@@ -198,7 +200,11 @@ def upscale_video(
     tile_size: LR tile side (0 = auto); frames_per_chunk: frames blended, encoded and decoded
     together (0 = auto, see plan_video). On out-of-memory the frames per call, then the tile,
     are halved (down to sizing.MIN_TILE) before giving up (TileOutOfMemoryError).
-    progress(done, total) is called once per chunk x tile; check_interrupt() between them.
+    progress(done, total) counts engine stages like the image runner's: total = chunks x
+    tiles x ``engine.info.steps_per_call`` (re-planned after an out-of-memory tile shrink). It is
+    called with done = 0 before the first chunk, inside a tile at most every PROGRESS_INTERVAL_S
+    and after each chunk x tile. check_interrupt() runs before every tile and, on engines with
+    stages (torch), between the stages of each decode call (its exception propagates unchanged).
     output_size (out_h, out_w): each chunk is resized to it as soon as it is done.
     photo / pro: each chunk (after blending) is reflect-padded to a multiple of 16 as upstream
     does (tiling/window_pad.py); the state stays at the frame size (padding copies pixels, so it
@@ -239,6 +245,8 @@ def upscale_video(
     run = _VideoRun(engine, tiles, halo, chunk, progress, check_interrupt, multiple, native_shape)
     with torch.inference_mode():
         blended, thumb, last = run.frames(frames, out, previous, alpha, scene_cut_sensitivity, motion_adaptive, chunk)
+    if blended is None or thumb is None or last is None:  # check_images rejects an empty clip
+        raise RuntimeError("ParagonSR2 video: no frame was upscaled")
     seen = previous.frames_seen if previous is not None else 0
     new_state = TemporalState(
         signature=(key, height, width), blended=blended, last_thumb=thumb, last_frame=last, frames_seen=seen + n_frames
@@ -265,7 +273,14 @@ class _VideoRun:
         )
         self.progress, self.check_interrupt = progress, check_interrupt
         self.alpha = None
-        self.done = 0
+        # progress in engine stages: ``steps`` per chunk x tile, ``sub`` of them in the running one
+        self.done = self.total = self.sub = 0
+        self.steps = max(1, int(engine.info.steps_per_call))
+        self.reported_at = 0.0
+        self.call = (0, 1)  # (decode calls done in the running tile, calls it takes)
+        # as in the image runner: only engines with stages get a hook, and only if it has work
+        hooked = self.steps > 1 and (progress is not None or check_interrupt is not None)
+        self.on_step = self._on_step if hooked else None
 
     def frames(self, frames, out, previous, alpha, sensitivity, motion_adaptive, chunk):
         """Blend and upscale every chunk, continuing ``previous`` (a TemporalState or None);
@@ -277,6 +292,7 @@ class _VideoRun:
         self.alpha = frames[..., 3] if frames.shape[-1] == 4 else None
         chunks = math.ceil(n_frames / chunk)
         self.total = chunks * len(self.tiles)
+        self.report()  # the bar at 0 before the first chunk
         for index, start in enumerate(range(0, n_frames, chunk)):
             raw = frames[start : min(n_frames, start + chunk)]
             lr = _frames_to_rgb(raw)
@@ -323,10 +339,27 @@ class _VideoRun:
         for tile in self.tiles:
             if self.check_interrupt is not None:
                 self.check_interrupt()
+            self.sub = 0
             self._tile(lr, blended, dest, start, tile)
             self.done += 1
-            if self.progress is not None:
-                self.progress(self.done, self.total)
+            self.sub = 0
+            self.report()
+
+    def report(self) -> None:
+        if self.progress is not None:
+            self.reported_at = time.monotonic()
+            self.progress(self.done * self.steps + self.sub, self.total * self.steps)
+
+    def _on_step(self, step: int, steps: int) -> None:
+        """The engine's hook between decode stages: cancel point, and progress in the tile (its
+        ``steps`` split over the tile's decode calls; the last is reported after the paste)."""
+        if self.check_interrupt is not None:
+            self.check_interrupt()
+        calls_done, calls = self.call
+        sub = (calls_done * self.steps + step) // calls
+        if sub < self.steps and sub > self.sub and time.monotonic() - self.reported_at >= PROGRESS_INTERVAL_S:
+            self.sub = sub
+            self.report()
 
     def _tile_side(self) -> int:
         return max(max(t.y1 - t.y0, t.x1 - t.x0) for t in self.tiles)
@@ -337,9 +370,16 @@ class _VideoRun:
         engine, n, per_call = self.engine, lr.shape[0], self.sizes.per_call
         x = crop_context(lr, tile)
         xb = x if blended is lr else crop_context(blended, tile)
+        calls = math.ceil(n / per_call)
         for i in range(0, n, per_call):
             j = min(n, i + per_call)
-            hr = engine.decode(x[i:j], engine.encode(xb[i:j]))
+            feat = engine.encode(xb[i:j])
+            if self.on_step is None:
+                hr = engine.decode(x[i:j], feat)
+            else:
+                self.call = (i // per_call, calls)
+                hr = engine.decode(x[i:j], feat, on_step=self.on_step)
+            del feat
             check_output(hr, engine.info)
             paste_interior(dest, hr, tile, self.scale, slice(i, j))
             del hr
