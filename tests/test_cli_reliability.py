@@ -195,9 +195,8 @@ def _write_png16(path: Path, alpha: bool, icc: bytes | None = None) -> np.ndarra
         planes.append(65535 - 300 * x)
     values = np.stack(planes, -1).round().astype(np.uint16)
     c = values.shape[-1]
-    png.Writer(w, h, greyscale=False, alpha=alpha, bitdepth=16).write(
-        path.open("wb"), values.reshape(h, w * c).tolist()
-    )
+    with path.open("wb") as f:
+        png.Writer(w, h, greyscale=False, alpha=alpha, bitdepth=16).write(f, values.reshape(h, w * c).tolist())
     if icc is not None:  # pypng writes no iCCP: put one in after IHDR, as Pillow would read it
         chunks = list(png.Reader(filename=str(path)).chunks())
         chunks.insert(1, (b"iCCP", b"icc\x00\x00" + zlib.compress(icc)))
