@@ -32,24 +32,12 @@ def _load(name: str, path: Path):
     return module
 
 
-_launcher = _load("paragonsr2_launcher", PACK / "paragonsr2.py")
-_launcher.import_pack()
-image_nodes = _launcher.submodule("nodes.image_nodes")
-video_nodes = _launcher.submodule("nodes.video_nodes")
-
-
-def call(node_cls, **given):
-    """A node called as ComfyUI calls it: widget defaults plus the given inputs."""
-    args = {}
-    for section in ("required", "optional"):
-        for name, (kind, *opts) in node_cls.INPUT_TYPES().get(section, {}).items():
-            if name in given:
-                args[name] = given[name]
-            elif isinstance(kind, list):
-                args[name] = (opts[0] if opts else {}).get("default", kind[0])
-            elif kind in ("INT", "FLOAT", "STRING", "BOOLEAN"):
-                args[name] = opts[0]["default"]
-    return getattr(node_cls(), node_cls.FUNCTION)(**args)
+# tests/packlib.py imports the pack the way ComfyUI does and calls nodes the way ComfyUI calls
+# them (widget defaults plus the given inputs); the thumbnails use the same two helpers.
+_packlib = _load("paragonsr2_packlib", PACK / "tests" / "packlib.py")
+image_nodes = _packlib.submodule("nodes.image_nodes")
+video_nodes = _packlib.submodule("nodes.video_nodes")
+call = _packlib.run_node
 
 
 def demo_model():
