@@ -2,7 +2,7 @@
 # Lint, format and type checks of the repository (configured in pyproject.toml):
 #   ruff check          pycodestyle, pyflakes, import order, pyupgrade, bugbear, simplifications
 #   ruff format --check the formatter would change nothing
-#   pyright             basic type checking of paragonsr2_arch/ and engines/
+#   pyright             basic type checking of paragonsr2_arch/, engines/, cli/ and nodes/
 # Usage: .ci/lint.sh [VENV]   (default: $PARAGONSR2_VENV, else .venv). The pinned tool versions
 # below are installed into that environment first, so every machine checks with the same rules.
 # Runs all three and exits non-zero if any of them failed.

@@ -47,6 +47,7 @@ must_keep = ["__init__.py", "pyproject.toml", "LICENSE", "nodes/__init__.py", "e
              "paragonsr2_arch/__init__.py", "models/ParagonSR2_realtime_x2_demo.safetensors",
              "example_workflows/ParagonSR2_image_upscale.json", "example_workflows/ParagonSR2_image_upscale.jpg",
              "example_workflows/ParagonSR2_video_upscale.json", "example_workflows/ParagonSR2_video_upscale.jpg",
+             "example_workflows/ParagonSR2_video_streaming.json", "example_workflows/ParagonSR2_video_streaming.jpg",
              "assets/icon.png"]
 excluded = ("tests/", "benchmarks/", "training/", ".ci/", "requirements-dev.txt", "scripts/test.sh")
 missing = [n for n in must_keep if n not in names]

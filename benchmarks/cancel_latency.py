@@ -73,7 +73,7 @@ def measure(variant: str, image: torch.Tensor, after_s: float, limit_s: float) -
     try:
         state["start"] = time.perf_counter()
         try:
-            nodes.ParagonSR2Upscale().upscale(handle, image, 0, -1, "cpu")
+            nodes.ParagonSR2Upscale.execute(model=handle, image=image, tile_size=0, halo=-1, device="cpu")
             stopped = None
         except Cancelled:
             stopped = time.perf_counter()

@@ -1,6 +1,6 @@
 """Scale-out on Ray: what one chunk costs, what Ray adds per task, and 1 vs 2 workers.
 
-    .venv/bin/python benchmarks/distributed.py [--frames 96] [--size 256x144] [--chunk-frames 24]
+    .venv/bin/python benchmarks/distributed.py [--frames 96] [--size 256x144] [--chunk-frames 24] [--compare]
 
 Prints three tables (docs/distributed.md turns them into the throughput model):
 1. per-frame and per-chunk costs inside one worker (one thread): decode, the driver's cut scan,
@@ -10,7 +10,10 @@ Prints three tables (docs/distributed.md turns them into the throughput model):
 3. the same video job: one process with two threads (the plain command), Ray with 1 worker
    (one thread), Ray with 2 workers (one thread each); medians of --repeats runs on a warm
    cluster (the cluster start and the workers' first import are reported separately).
-The model is the bundled demo (realtime x2), CPU only.
+With --compare it prints only how Ray's output differs from one process's: --lossless (largest
+level difference) and the default codec (PSNR). The model is the bundled demo (realtime x2), CPU
+only. Ray binds to the machine's address: on a machine whose tests must stay on loopback run it
+in a private network namespace (unshare --net, as scripts/test.sh does).
 """
 
 from __future__ import annotations
@@ -33,8 +36,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bench import PACK_ROOT, submodule
 
 cli = submodule("cli")
-distributed = submodule("cli.distributed")
-video_io = submodule("cli.video_io")
+ray_cluster = submodule("cli.distributed.cluster")
+ray_video = submodule("cli.distributed.video")
+ray_summary = submodule("cli.distributed.summary")
+worker_video = submodule("cli.distributed.worker_video")
+video_plan = submodule("cli.video_plan")
+container = submodule("engines.video.container")
+encode = submodule("engines.video.encode")
+remux = submodule("engines.video.remux")
 chunks = submodule("engines.video.chunks")
 temporal = submodule("engines.video.temporal")
 scene_cuts = submodule("engines.video.scene_cuts")
@@ -47,11 +56,11 @@ def make_clip(path: Path, frames: int, width: int, height: int) -> None:
     """Three shots of smooth texture panning 2 px per frame (two cuts), H.264, keyframe every 24."""
     g = torch.Generator().manual_seed(0)
     lengths = [frames // 4, frames // 2, frames - frames // 4 - frames // 2]
-    with video_io._av().open(str(path), "w") as out:
+    av = container.require_av()
+    with av.open(str(path), "w") as out:
         stream = out.add_stream("libx264", rate=24)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.options = {"crf": "14", "g": "24"}
-        av = video_io._av()
         for n in lengths:
             base = torch.rand(3, height // 8 + 1, (width + 2 * n) // 8 + 1, generator=g)
             big = torch.nn.functional.interpolate(base[None], size=(height, width + 2 * n), mode="bicubic")[0]
@@ -81,14 +90,14 @@ def median_cpu(fn, repeats: int) -> float:
 def chunk_costs(clip: Path, chunk_frames: int, repeats: int) -> dict:
     """Seconds per frame / per chunk inside one worker (torch on one thread), CPU time."""
     torch.set_num_threads(1)
-    tasks = submodule("cli.ray_tasks")
     engine = torch_engine.TorchEngine(arch.load_model(MODEL), device="cpu", precision="fp32")
-    with video_io._av().open(str(clip)) as c:
-        frames_rgb = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
-    n = len(frames_rgb)
-    lr = torch.from_numpy(np.stack(frames_rgb)).float().div_(255)
+    info = container.probe(clip)
+    with container.open_source(clip) as source:
+        decoded = list(source.frames())
+    n = len(decoded)
+    lr = torch.stack([f.image for f in decoded])
     out = {}
-    out["decode"] = median_cpu(lambda: list(tasks._decoded(str(clip), None, 0, n)), repeats) / n
+    out["decode"] = median_cpu(lambda: list(worker_video.frames_from(clip, None, 0, n, info.time_base)), repeats) / n
     out["scan"] = median_cpu(lambda: chunks.CutFinder(scene_cuts.DEFAULT_SENSITIVITY).add(lr), repeats) / n
     signature = ("k", lr.shape[1], lr.shape[2])
     out["state"] = (
@@ -98,26 +107,24 @@ def chunk_costs(clip: Path, chunk_frames: int, repeats: int) -> dict:
     out["upscale"] = median_cpu(lambda: temporal.upscale_video(engine, sub), repeats) / sub.shape[0]
     hr, _ = temporal.upscale_video(engine, sub)
 
-    def encode():
+    def encode_frames(count: int):
         with tempfile.TemporaryDirectory() as d:
-            w = video_io.VideoWriter(Path(d) / "s.mp4", Fraction(24), hr.shape[2], hr.shape[1])
-            w.write(hr)
+            w = encode.VideoWriter(
+                Path(d) / "s.mp4", width=hr.shape[2], height=hr.shape[1], rate=Fraction(24), time_base=Fraction(1, 24)
+            )
+            for i in range(count):
+                w.write(hr[i], i)
             w.close()
 
-    def encode_one():
-        with tempfile.TemporaryDirectory() as d:
-            w = video_io.VideoWriter(Path(d) / "s.mp4", Fraction(24), hr.shape[2], hr.shape[1])
-            w.write(hr[:1])
-            w.close()
-
-    per_chunk_encode = median_cpu(encode, repeats)
-    one = median_cpu(encode_one, repeats)
+    per_chunk_encode = median_cpu(lambda: encode_frames(hr.shape[0]), repeats)
+    one = median_cpu(lambda: encode_frames(1), repeats)
     out["encode"] = (per_chunk_encode - one) / max(1, hr.shape[0] - 1)
     out["encoder_start"] = max(0.0, one - out["encode"])
-    with video_io._av().open(str(clip)) as c:
-        pts = [f.pts for f in c.decode(video=0)]
+    pts = [f.pts for f in decoded]
     target = n // 2 + 5  # mid-GOP: seek lands on the keyframe before and decodes forward
-    out["seek_to_frame"] = median_cpu(lambda: next(tasks._decoded(str(clip), pts[target], target, 1)), repeats)
+    out["seek_to_frame"] = median_cpu(
+        lambda: next(worker_video.frames_from(clip, pts[target], target, 1, info.time_base)), repeats
+    )
     return out
 
 
@@ -139,7 +146,7 @@ def ray_overhead(c, tasks: int) -> dict:
     return {"round_trip": sequential, "pipelined": pipelined}
 
 
-def video_args(clip: Path, out: Path, chunk_frames: int, workers: int) -> SimpleNamespace:
+def video_args(clip: Path, out: Path | None, chunk_frames: int, workers: int, lossless=False) -> SimpleNamespace:
     return SimpleNamespace(
         input=clip,
         output=out,
@@ -159,7 +166,13 @@ def video_args(clip: Path, out: Path, chunk_frames: int, workers: int) -> Simple
         ray_address=None,
         transfer="shared",
         chunk_frames=chunk_frames,
-        lossless=False,
+        lossless=lossless,
+        codec=None,
+        quality=None,
+        factor=None,
+        long_side=None,
+        segment_frames=240,
+        accept_partial=False,
     )
 
 
@@ -167,7 +180,7 @@ def join_cost(folder: Path, clip: Path, plan, frames: int) -> float:
     """Seconds per frame to join segments and copy audio (the driver's last step)."""
     out = folder / "ray2.mp4"
     target = folder / "joined.mp4"
-    return median_cpu(lambda: video_io.remux([out], clip, target, overwrite=True), 3) / frames
+    return median_cpu(lambda: remux.join_segments([out], target, source=clip), 3) / frames
 
 
 def model_rows(costs: dict, over: dict, frame_s: float, chunk: int, warm: int) -> tuple[float, float]:
@@ -203,6 +216,48 @@ def print_model(costs, over, join_s, chunk, warm, frame_ms: float | None) -> Non
             print(f"   {g:>9} {length:>8} {e:>10.3f} {total:>9.2f} {driver_fps:>13.1f} f/s")
 
 
+def frames_of(path: Path) -> np.ndarray:
+    with container.require_av().open(str(path)) as c:
+        return np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)]).astype(np.int16)
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+def compare(clip: Path, folder: Path, chunk_frames: int) -> None:
+    """Ray (2 workers, chunks of ``chunk_frames``) against one process on the same clip, with
+    --lossless and with the default codec (h264 crf 16): the largest level difference, and the
+    PSNR of the Ray output against the one-process output (whole clip, and the worst frame)."""
+    print(f"\nRay (2 workers, chunks of {chunk_frames}) vs one process, same clip, same options")
+    truth = None  # the one-process lossless frames: how far each lossy output is from them
+    with ray_cluster.cluster(video_args(clip, None, chunk_frames, 2)) as c:
+        for lossless in (True, False):
+            name = "lossless" if lossless else "default (h264 crf 16)"
+            single, ray = folder / f"single_{lossless}.mp4", folder / f"ray_{lossless}.mp4"
+            argv = [str(clip), "-o", str(single), "--overwrite", "--device", "cpu", "--precision", "fp32"]
+            argv += ["--quiet", "--model", str(MODEL)] + (["--lossless"] if lossless else [])
+            args = video_args(clip, ray, chunk_frames, 2, lossless)
+            with contextlib.redirect_stdout(io.StringIO()):
+                assert cli.main(argv) == 0
+                ray_video.upscale_video(args, ray, video_plan.plan_video(args, clip, ray), 2, running=c)
+            a, b = frames_of(single), frames_of(ray)
+            worst = min(psnr(x, y) for x, y in zip(a, b))
+            differing = int(sum(np.any(x != y) for x, y in zip(a, b)))
+            print(
+                f"   {name:<24} frames {len(a)}/{len(b)}  max |level difference| {int(np.abs(a - b).max())}  "
+                f"PSNR {psnr(a, b):.1f} dB (worst frame {worst:.1f} dB)  frames that differ {differing}"
+            )
+            if truth is None:
+                truth = a
+            else:
+                print(
+                    f"   {'':<24} against the lossless frames: one process {psnr(a, truth):.1f} dB, "
+                    f"Ray {psnr(b, truth):.1f} dB"
+                )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--frames", type=int, default=96)
@@ -216,12 +271,20 @@ def main() -> None:
         default=None,
         help="model: per-frame upscale cost of your GPU (benchmarks/speed.py), instead of the CPU's",
     )
+    ap.add_argument(
+        "--compare",
+        action="store_true",
+        help="only compare Ray's output with one process's (lossless: level difference; default codec: PSNR)",
+    )
     opts = ap.parse_args()
     width, height = (int(v) for v in opts.size.split("x"))
     folder = Path(tempfile.mkdtemp(prefix="paragonsr2-bench-"))
     clip = folder / "clip.mp4"
     make_clip(clip, opts.frames, width, height)
     print(f"clip: {opts.frames} frames {width}x{height} LR, demo model realtime x2, CPU, chunks of {opts.chunk_frames}")
+    if opts.compare:
+        compare(clip, folder, opts.chunk_frames)
+        return
 
     costs = chunk_costs(clip, opts.chunk_frames, opts.repeats)
     print("\n1. inside one worker (1 thread), CPU ms")
@@ -230,10 +293,10 @@ def main() -> None:
     for name in ("encoder_start", "seek_to_frame"):
         print(f"   {name.replace('_', ' ') + ' per chunk':<34} {1e3 * costs[name]:8.2f}")
 
-    plan = video_io.plan_output(folder / "x.mp4", clip)
+    plan = video_plan.plan_video(video_args(clip, None, opts.chunk_frames, 2), clip, folder / "x.mp4")
     results = {}
     t0 = time.perf_counter()
-    with distributed.cluster(video_args(clip, None, opts.chunk_frames, 2)) as c:
+    with ray_cluster.cluster(video_args(clip, None, opts.chunk_frames, 2)) as c:
         started = time.perf_counter() - t0
         over = ray_overhead(c, opts.tasks)
         print(f"\n2. Ray, local cluster of 2 workers (started in {started:.1f} s)")
@@ -245,8 +308,8 @@ def main() -> None:
 
             def job(args=args):
                 with contextlib.redirect_stdout(io.StringIO()):  # its own summary: not part of these tables
-                    distributed.upscale_video(args, args.output, plan, 2, running=c)
-                return distributed.last_summary.cpu_seconds
+                    ray_video.upscale_video(args, args.output, plan, 2, running=c)
+                return ray_summary.last_summary.cpu_seconds
 
             t0 = time.perf_counter()
             job()  # warms the workers (pack import, model load)

@@ -27,6 +27,10 @@ speed      Throughput per variant on a --size square LR input, batch 1: the defa
            (paragonsr2_arch.reference_mode); medians of --repeats timed runs after warm-up,
            output megapixels per second, the fast/eager ratio, the fast-vs-eager max abs
            difference, and the peak VRAM of each.
+backends   The engine choices: ``auto`` on a GPU ComfyUI manages is torch, elsewhere on CUDA
+           TensorRT when installed (no engine is built here) else torch, and torch for bf16;
+           OpenVINO refuses CUDA devices (it does not run on NVIDIA GPUs); ONNX Runtime's CUDA
+           provider in fp16 against the CPU fp32 output (fp16 limit), when installed.
 
 The JSON report goes to --json PATH, else $OUT/gpu_check.json when $OUT is set, else
 ./gpu_check.json. A section that raises is recorded with its traceback and counts as a failure;
@@ -62,7 +66,7 @@ from paragonsr2 import import_pack  # noqa: E402  (the launcher imports the pack
 import_pack()  # registers the pack as the package `paragonsr2_pack`; the sections import from it
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_CUDA = 0, 1, 2, 3
-SECTIONS = ("precision", "tiling", "video", "speed")
+SECTIONS = ("precision", "tiling", "video", "speed", "backends")
 VARIANTS = ("realtime", "stream", "photo", "pro")
 
 FP32_LIMIT = 1e-4  # the project's float32 tolerance
@@ -390,7 +394,64 @@ def check_speed(models: dict, checks: Checks, args) -> dict:
     return report
 
 
-RUNNERS = {"precision": check_precision, "tiling": check_tiling, "video": check_video, "speed": check_speed}
+def check_backends(models: dict, checks: Checks, args) -> dict:
+    """The backend choices on this device: ``auto`` (engines/backends/auto.py) picks torch on a
+    GPU ComfyUI manages, TensorRT (when installed) or torch elsewhere on CUDA, never another
+    precision; OpenVINO refuses CUDA devices with a clear message; ONNX Runtime's CUDA provider
+    (when installed) matches torch within the fp16 limit. No TensorRT engine is built here."""
+    from paragonsr2_pack.engines.backends import auto, registry
+
+    device = str(DEVICE) if DEVICE.type == "cpu" else f"cuda:{torch.cuda.current_device()}"
+    model, _io, _case = models["realtime"]
+    report: dict = {"device": device}
+    managed, _ = auto.choose(model, device, "auto", managed_gpu=True, models_dir=args.scratch)
+    report["auto_managed"] = managed.describe()
+    standalone, _ = auto.choose(model, device, "auto", models_dir=args.scratch)
+    report["auto_standalone"] = standalone.describe()
+    bf16, _ = auto.choose(model, device, "bf16", models_dir=args.scratch)
+    report["auto_bf16"] = bf16.describe()
+    if DEVICE.type == "cuda":
+        checks.limit("auto on a ComfyUI-managed GPU is torch", float(managed.backend != "torch"), 0.0)
+        expected = "tensorrt" if auto.installed("tensorrt") else "torch"
+        checks.limit(f"auto on CUDA outside ComfyUI is {expected}", float(standalone.backend != expected), 0.0)
+        checks.limit("auto with bf16 on CUDA is torch (no bf16 graphs)", float(bf16.backend != "torch"), 0.0)
+        if auto.installed("openvino"):
+            try:
+                registry.make_engine("openvino", model, device, "fp32", models_dir=args.scratch)
+                refused = "not refused"
+            except ValueError as exc:
+                refused = str(exc)
+            report["openvino_on_cuda"] = refused
+            checks.limit("OpenVINO refuses CUDA devices", float("NVIDIA" not in refused), 0.0)
+        providers = []
+        if auto.installed("onnxruntime"):
+            import onnxruntime
+
+            providers = onnxruntime.get_available_providers()
+        if "CUDAExecutionProvider" in providers:
+            engine = registry.make_engine("onnxruntime", model, device, "fp16")
+            x = natural_image(64, 80, seed=5)
+            with torch.inference_mode():
+                err = errors(engine(x).float().cpu(), model(x))["max_abs"]
+            report["onnxruntime_cuda_fp16_max_abs"] = err
+            checks.limit("ONNX Runtime CUDA fp16 vs CPU fp32 max", err, LOW_PRECISION_LIMITS["fp16"][0])
+    else:  # dry run: the CPU probe
+        checks.limit(
+            "auto on the CPU picks an installed backend",
+            float(standalone.backend not in auto.cpu_candidates("fp32")),
+            0.0,
+        )
+    print(f"  auto: managed {report['auto_managed']}; standalone {report['auto_standalone']}", flush=True)
+    return report
+
+
+RUNNERS = {
+    "precision": check_precision,
+    "tiling": check_tiling,
+    "video": check_video,
+    "speed": check_speed,
+    "backends": check_backends,
+}
 
 
 # ---------------------------------------------------------------------------- main
@@ -480,6 +541,9 @@ def main(argv=None) -> int:
     )
     models = reference_models(args.reference)
     checks = Checks()
+    import tempfile
+
+    args.scratch = Path(tempfile.mkdtemp(prefix="gpu_check_"))  # probe and OpenVINO caches of this run
     for section in args.sections:
         t0 = time.perf_counter()
         print(f"[{section}]", flush=True)

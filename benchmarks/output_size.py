@@ -46,14 +46,14 @@ def _child(case: str, images: int, size: int, variant: str, scale: int) -> dict:
     handle = contract.ModelHandle(model=model, name=f"{variant}-x{scale}", precision="fp32")
     g = torch.Generator().manual_seed(0)
     batch = torch.rand(images, size, size, 3, generator=g)
-    node = nodes.ParagonSR2Upscale()
-    node.upscale(handle, batch[:1, :32, :32].contiguous(), device="cpu")  # engine built, allocator warm
+    node = nodes.ParagonSR2Upscale
+    node.execute(model=handle, image=batch[:1, :32, :32].contiguous(), device="cpu")  # engine built, allocator warm
     base = _peak_rss_mb()
     t0 = time.perf_counter()
     if case == CASES[1]:
-        (out,) = node.upscale(handle, batch, device="cpu", output_size="factor", output_factor=1.0)
+        (out,) = node.execute(model=handle, image=batch, device="cpu", output_size="factor", output_factor=1.0).args
     else:
-        (out,) = node.upscale(handle, batch, device="cpu")
+        (out,) = node.execute(model=handle, image=batch, device="cpu").args
         if case == CASES[2]:
             resized = (
                 F.interpolate(

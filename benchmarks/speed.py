@@ -186,6 +186,286 @@ def compile_fast(arch, variant: str, scale: int, tile: int, repeats: int) -> dic
     }
 
 
+# -- the engine table: upstream, eager, torch, OpenVINO, ONNX Runtime, the Upscale node ------------
+
+IDLE_GAP_S = 0.2
+UPSTREAM_REPO = Path(os.environ.get("PARAGONSR2_UPSTREAM_REPO", "/work/.mirror/Phhofm+ParagonSR2/repo"))
+UPSTREAM_ARCH = "traiNNer/archs/paragonsr2_arch.py"
+
+
+def upstream_module(scratch: Path):
+    """(upstream's arch module, None) from the fetched Phhofm/ParagonSR2 snapshot, or (None, why).
+
+    The file is read from the snapshot at run time into ``scratch`` (never copied into this
+    repository) and imported with a stand-in for the one import it needs from its training
+    framework (``traiNNer.utils.registry.ARCH_REGISTRY``, whose ``register()`` only records).
+    """
+    import subprocess
+    import types
+
+    if not UPSTREAM_REPO.exists():
+        return None, f"no upstream snapshot at {UPSTREAM_REPO} (set PARAGONSR2_UPSTREAM_REPO)"
+    try:
+        source = subprocess.run(
+            ["git", "-C", str(UPSTREAM_REPO), "show", f"HEAD:{UPSTREAM_ARCH}"], capture_output=True, check=True
+        ).stdout
+    except (OSError, subprocess.CalledProcessError) as exc:
+        return None, f"cannot read {UPSTREAM_ARCH} from {UPSTREAM_REPO}: {exc}"
+    path = scratch / "upstream_paragonsr2_arch.py"
+    path.write_bytes(source)
+
+    class Registry:
+        def register(self, *args, **kwargs):
+            return lambda obj: obj
+
+    for name in ("traiNNer", "traiNNer.utils", "traiNNer.utils.registry"):
+        sys.modules.setdefault(name, types.ModuleType(name))
+    sys.modules["traiNNer.utils.registry"].ARCH_REGISTRY = Registry()  # pyright: ignore[reportAttributeAccessIssue]
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("upstream_paragonsr2_arch", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        return None, f"upstream's arch file does not import here: {type(exc).__name__}: {exc}"
+    return module, None
+
+
+def upstream_model(module, case: dict, weights: dict):
+    """Upstream's network for a reference case, with the same weights as the pack's model."""
+    factory = getattr(module, f"paragonsr2_{case['variant']}")
+    model = factory(scale=int(case["scale"]), upsampler_alpha=float(case["upsampler_alpha"]))
+    model.load_state_dict(weights, strict=True)
+    return model.eval().requires_grad_(False)
+
+
+class Method:
+    """One way of running the network: ``setup()`` returns the call (its time is the first-call
+    cost together with the first call); ``info`` says what actually ran."""
+
+    def __init__(self, name: str, setup, clamp: bool = False):
+        self.name, self.setup, self.clamp = name, setup, clamp
+        self.call = None
+        self.first_ms = None
+        self.times: list[float] = []
+        self.error = None
+        self.output = None
+        self.note = ""
+
+    def start(self, x) -> None:
+        t0 = time.perf_counter()
+        try:
+            self.call = self.setup()
+            self.output = self.call(x)
+        except Exception as exc:  # an absent runtime, a refused precision: reported, not fatal
+            self.call, self.error = None, f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
+            return
+        self.first_ms = 1e3 * (time.perf_counter() - t0)
+
+    def run(self, x) -> None:
+        if self.call is None:
+            return
+        # Let the previous method's thread pool go idle first: ONNX Runtime's workers spin after
+        # a run (its default) and doubled the time of a torch call started right after it.
+        time.sleep(IDLE_GAP_S)
+        t0 = time.perf_counter()
+        self.call(x)
+        self.times.append(1e3 * (time.perf_counter() - t0))
+
+
+def engine_methods(pack, arch_mode, up_module, case, model, weights, size: int, models_dir: Path) -> list[Method]:
+    """The columns of the engine table for one variant (x: (1, 3, size, size) float 0..1)."""
+    registry = pack.submodule("engines.backends.registry")
+    contract = pack.submodule("engines.runtime.contract")
+
+    def engine(backend: str, precision: str, **options):
+        return lambda: registry.make_engine(backend, model, "cpu", precision, **options)
+
+    def inference(fn):  # upstream's forward, timed in inference mode like the others
+        def call(x):
+            with torch.inference_mode():
+                return fn(x)
+
+        return call
+
+    methods = []
+    if up_module is not None:
+        methods.append(Method("upstream", lambda: inference(upstream_model(up_module, case, weights))))
+
+    def eager():
+        def call(x):
+            with torch.inference_mode(), arch_mode.reference_mode():
+                return model(x)
+
+        return call
+
+    methods.append(Method("pack eager", eager))
+    methods.append(Method("torch fp32", engine("torch", "fp32")))
+    methods.append(Method("torch bf16", engine("torch", "bf16")))
+    methods.append(Method("openvino fp32", engine("openvino", "fp32", models_dir=models_dir)))
+    methods.append(Method("openvino bf16", engine("openvino", "bf16", models_dir=models_dir)))
+    methods.append(Method("onnxruntime fp32", engine("onnxruntime", "fp32")))
+
+    def node():
+        packlib = _packlib()
+        nodes = pack.submodule("nodes.image_nodes")
+        shared = pack.submodule("nodes.shared")
+        handle = contract.ModelHandle(model=model, name=f"{case['variant']} reference", precision="auto")
+
+        def call(x):
+            (out,) = packlib.run_node(nodes.ParagonSR2Upscale, model=handle, image=x.permute(0, 2, 3, 1))
+            return out.permute(0, 3, 1, 2)
+
+        call.engine = lambda: repr(shared.engine_for(handle))  # pyright: ignore[reportFunctionMemberAccess]
+        return call
+
+    methods.append(Method("Upscale node (defaults)", node, clamp=True))
+    return methods
+
+
+def _packlib():
+    sys.path.insert(0, str(_bench.PACK_ROOT / "tests"))
+    import packlib
+
+    return packlib
+
+
+def engine_table(variants, size: int, rounds: int, mm: dict) -> list[dict]:
+    """Per variant: every method's warm median (interleaved rounds), first-call cost, max error
+    against the fp32 reference (upstream's output, else the pack's eager one), ratio to upstream
+    and roofline fraction (network FLOPs / time / the large-GEMM fp32 rate)."""
+    import tempfile
+
+    pack = _packlib()
+    arch_mode = _bench.submodule("paragonsr2_arch.mode")
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="paragonsr2-speed-") as scratch:
+        scratch = Path(scratch)
+        # the node's cache (OpenVINO IR, the auto probe) starts cold: first-call costs include them
+        os.environ["PARAGONSR2_MODELS_DIR"] = str(scratch / "models")
+        up_module, why = upstream_module(scratch)
+        if up_module is None:
+            print(f"# upstream column skipped: {why}", flush=True)
+        for variant in variants:
+            case = pack.reference_case_for(variant)
+            model, _ = pack.load_reference(case)
+            from safetensors.torch import load_file
+
+            weights = load_file(str(pack.reference_dir() / case["weights"]))
+            x = pack.natural_image(size, size, seed=0)
+            flops = _bench.count_flops(model, x)["total"]
+            methods = engine_methods(pack, arch_mode, up_module, case, model, weights, size, scratch / "models")
+            for m in methods:
+                m.start(x)
+                if m.error:
+                    print(f"# {variant} {m.name}: not run ({m.error})", flush=True)
+            for _ in range(rounds):
+                for m in methods:
+                    m.run(x)
+            ref = next(m.output for m in methods if m.call is not None and m.name in ("upstream", "pack eager"))
+            up_ms = next((_median(m.times) for m in methods if m.name == "upstream" and m.times), None)
+            up_best = next((min(m.times) for m in methods if m.name == "upstream" and m.times), None)
+            for m in methods:
+                row = {"variant": variant, "scale": int(case["scale"]), "size": size, "method": m.name}
+                if m.call is None:
+                    rows.append({**row, "error": m.error})
+                    continue
+                expected = ref.clamp(0, 1) if m.clamp else ref
+                warm = _median(m.times)
+                row.update(
+                    warm_ms=warm,
+                    best_ms=min(m.times),
+                    best_vs_upstream=(up_best / min(m.times)) if up_best else None,
+                    first_ms=m.first_ms,
+                    max_err=float((m.output.float() - expected.float()).abs().max()),
+                    vs_upstream=(up_ms / warm) if up_ms else None,
+                    roofline=flops / (warm / 1e3) / 1e9 / mm["gflops_wall"],
+                )
+                engine_of = getattr(m.call, "engine", None)
+                if engine_of is not None:
+                    row["engine"] = engine_of()
+                rows.append(row)
+                print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}), flush=True)
+            del methods
+    return rows
+
+
+def _median(values: list[float]) -> float:
+    import statistics
+
+    return statistics.median(values)
+
+
+def print_engine_table(rows: list[dict]) -> None:
+    print()
+    print(
+        "| variant | method | warm ms median (best) | x upstream median (best) | first call ms | max err vs fp32 "
+        "| roofline | note |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        if "error" in r:
+            print(f"| {r['variant']} x{r['scale']} | {r['method']} | - | - | - | - | - | not run: {r['error']} |")
+            continue
+        print(
+            f"| {r['variant']} x{r['scale']} | {r['method']} | {r['warm_ms']:.1f} ({r['best_ms']:.1f}) | "
+            f"{_fmt(r['vs_upstream'], '.2f')} ({_fmt(r['best_vs_upstream'], '.2f')}) | "
+            f"{r['first_ms']:.0f} | {r['max_err']:.1e} | {r['roofline']:.1%} | {r.get('engine', '')} |"
+        )
+
+
+def profile_ops(variants, size: int, threads: int = 1, top: int = 12) -> dict:
+    """torch.profiler of one fast-path forward per variant (x2 reference weights, ``size`` px):
+    the top aten ops by self CPU time and the attention share (SDPA + softmax), plus the
+    per-category shares of thread CPU time (_bench.op_time_shares, which load cannot inflate)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    pack = _packlib()
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    report = {}
+    try:
+        for variant in variants:
+            model, _ = pack.load_reference(pack.reference_case_for(variant))
+            x = pack.natural_image(size, size, seed=0)
+            with torch.inference_mode():
+                model(x)  # weight caches, oneDNN primitives
+                with profile(activities=[ProfilerActivity.CPU]) as prof:
+                    model(x)
+            events = [e for e in prof.key_averages() if e.key.startswith("aten::")]
+            total = sum(e.self_cpu_time_total for e in events) or 1
+            ops = sorted(events, key=lambda e: -e.self_cpu_time_total)
+            attention = sum(e.self_cpu_time_total for e in events if _is_attention(e.key))
+            shares = _bench.op_time_shares(_inference(model, x))  # thread-CPU time: robust to load
+            report[variant] = {
+                "size": size,
+                "threads": threads,
+                "total_ms": total / 1e3,
+                "attention_share": attention / total,
+                "category_shares_thread_cpu": shares,
+                "top": [
+                    (e.key, e.self_cpu_time_total / 1e3, e.self_cpu_time_total / total, e.count) for e in ops[:top]
+                ],
+            }
+            print(
+                f"# profile {variant} x2 {size}px, {threads} thread(s): {total / 1e3:.0f} ms of aten self time, "
+                f"attention {attention / total:.0%}",
+                flush=True,
+            )
+            for name, ms, share, count in report[variant]["top"]:
+                print(f"#   {name:<48} {ms:8.1f} ms {share:6.1%}  x{count}", flush=True)
+            print("#   thread-CPU shares: " + ", ".join(f"{k} {v:.0%}" for k, v in shares.items()), flush=True)
+    finally:
+        torch.set_num_threads(before)
+    return report
+
+
+def _is_attention(op: str) -> bool:
+    return any(k in op for k in ("scaled_dot_product", "softmax", "_flash_attention"))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help=f"CI-sized: {QUICK_TILE}px tiles, 3 runs, no profile")
@@ -198,6 +478,16 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--no-eager", action="store_true", help="skip the straightforward-path comparison")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile of the fast path")
+    parser.add_argument(
+        "--engines",
+        action="store_true",
+        help="only the engine table: upstream, eager, torch fp32/bf16, OpenVINO fp32/bf16, ONNX Runtime, the node",
+    )
+    parser.add_argument(
+        "--profile-ops", action="store_true", help="only torch.profiler's top ops and attention share (1 thread)"
+    )
+    parser.add_argument("--size", type=int, default=192, help="engine table: LR side of the x2 input (default 192)")
+    parser.add_argument("--rounds", type=int, default=5, help="engine table: interleaved timed rounds (median)")
     args = parser.parse_args(argv)
 
     if args.threads:
@@ -215,6 +505,22 @@ def main(argv=None) -> int:
     }
     results = {"machine": machine, "runs": [], "matmul": {}, "tiled": [], "video": [], "compile": []}
     print(f"# torch {torch.__version__}, {machine['threads']} threads, load {machine['loadavg_start']}", flush=True)
+
+    if args.profile_ops:
+        results["profile"] = profile_ops(args.variants, args.size, threads=args.threads or 1)
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=1))
+        return 0
+    if args.engines:
+        results["matmul"]["cpu:float32"] = mm = _bench.matmul_rate(torch.device("cpu"), torch.float32)
+        print(f"# matmul cpu:float32: {mm['gflops_wall']:.1f} GFLOP/s wall", flush=True)
+        results["engines"] = engine_table(args.variants, args.size, args.rounds, mm)
+        machine["loadavg_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=1))
+        print_engine_table(results["engines"])
+        print(f"threads {machine['threads']}; load average {machine['loadavg_start']} -> {machine['loadavg_end']}")
+        return 0
 
     for device, dtype in _devices(args.device):
         key = f"{device.type}:{str(dtype).replace('torch.', '')}"
@@ -263,10 +569,15 @@ def main(argv=None) -> int:
                 results["compile"].append(
                     {"variant": variant, "scale": 2, **compile_fast(arch, variant, 2, tile, repeats)}
                 )
+    if args.device in ("auto", "cpu") and not args.quick:
+        mm = results["matmul"]["cpu:float32"]
+        results["engines"] = engine_table(args.variants, args.size, args.rounds, mm)
     machine["loadavg_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     print_table(results)
+    if results.get("engines"):
+        print_engine_table(results["engines"])
     return 0
 
 

@@ -10,7 +10,6 @@ import threading
 import time
 from pathlib import Path
 
-from .. import paragonsr2_arch as arch
 from ..engines.backends import (
     onnx_export,
     registry,
@@ -25,8 +24,10 @@ from ..engines.runtime.options import (
     TORCH_PRECISIONS,
     parse_sharpness,
 )
-from ..engines.video import temporal
-from . import distributed, jobs, video_io
+from ..engines.video import stream, temporal
+from ..engines.video.encode import MUXERS
+from ..engines.video.options import DEFAULT_QUALITY, MAX_FRAMES_PER_CHUNK, MAX_QUALITY
+from . import distributed, jobs, video_job, video_plan
 from .checks import (
     OneLineParser,
     UsageError,
@@ -38,6 +39,7 @@ from .checks import (
     warn,
 )
 from .image_io import CliError
+from .model import engine_for, load_model
 from .outputs import check_target
 from .progress import Progress
 
@@ -75,8 +77,10 @@ def _run_args(p: argparse.ArgumentParser) -> None:
         "--backend",
         default=registry.DEFAULT_BACKEND,
         choices=tuple(registry.BACKENDS),
-        help="what runs the network: torch (default), onnxruntime (graph exported on the fly) "
-        "or tensorrt (engine built once, cached under $PARAGONSR2_MODELS_DIR or ./models)",
+        help="what runs the network: torch (default), onnxruntime (graph exported on the fly), "
+        "tensorrt (engine built once, cached under $PARAGONSR2_MODELS_DIR or ./models), openvino "
+        "(CPU, or --device GPU / NPU for Intel; cached there too) or auto (the fastest here: a short "
+        "speed test on the CPU, cached; TensorRT or torch on CUDA)",
     )
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps")
     p.add_argument("--precision", default="auto", choices=TORCH_PRECISIONS, help="auto = fp16 on CUDA, fp32 elsewhere")
@@ -86,6 +90,64 @@ def _run_args(p: argparse.ArgumentParser) -> None:
         default=0,
         metavar="PX",
         help="LR tile side in pixels, 16..16384; 0 = sized to free memory (default)",
+    )
+
+
+def _size_args(p: argparse.ArgumentParser) -> None:
+    size = p.add_mutually_exclusive_group()
+    size.add_argument(
+        "--factor",
+        type=number_in(0.05, 16.0),
+        default=None,
+        metavar="F",
+        help="output size = F x the input (e.g. 1.5 with a 2x or 4x model; bicubic from the model's size); "
+        "default: the model's factor",
+    )
+    size.add_argument(
+        "--long-side",
+        type=number_in(1, 32768, int),
+        default=None,
+        metavar="PX",
+        help="the output's longer side in pixels, aspect ratio kept; default: the model's factor",
+    )
+
+
+def _video_args(p: argparse.ArgumentParser) -> None:
+    names = video_plan.codec_names()
+    p.add_argument(
+        "--codec",
+        default=None,
+        metavar="NAME",
+        help=f"video encoder: {', '.join(names) or '(needs PyAV)'}; checked against this PyAV build when used; "
+        "default: h264 (VP9/AV1 for .webm)",
+    )
+    p.add_argument(
+        "--quality",
+        type=number_in(0, MAX_QUALITY, int),
+        default=None,
+        metavar="CRF",
+        help=f"video: constant rate factor 0..{MAX_QUALITY}, lower is better (default {DEFAULT_QUALITY}); "
+        "ignored by the lossless codecs",
+    )
+    p.add_argument(
+        "--lossless",
+        action="store_true",
+        help="video: encode exact 8-bit RGB (H.264 RGB, qp 0, in .mp4/.mkv/.mov) instead of the lossy default",
+    )
+    p.add_argument(
+        "--segment-frames",
+        type=number_in(1, 1_000_000, int),
+        default=stream.DEFAULT_SEGMENT_FRAMES,
+        metavar="N",
+        help="video: frames per resumable segment (an interrupted run keeps its finished segments "
+        f"in .NAME.paragonsr2-work beside the output and the same command resumes); default "
+        f"{stream.DEFAULT_SEGMENT_FRAMES}",
+    )
+    p.add_argument(
+        "--accept-partial",
+        action="store_true",
+        help="video: a damaged or truncated input gives exit 0 (the frames that decode are written "
+        "either way; without this flag the run exits 1 and says where the input ended)",
     )
 
 
@@ -128,11 +190,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up.add_argument(
         "--frames-per-chunk",
-        type=number_in(1, 4096, int),
+        type=number_in(1, MAX_FRAMES_PER_CHUNK, int),
         default=16,
-        help="video: frames decoded and upscaled at once, 1..4096",
+        help=f"video: frames decoded and upscaled at once, 1..{MAX_FRAMES_PER_CHUNK}",
     )
     up.add_argument("--quiet", action="store_true", help="no progress bars")
+    _size_args(up)
+    _video_args(up)
     _model_args(up)
     _run_args(up)
     distributed.add_arguments(up)  # --workers, --devices, --ray-address, ...
@@ -161,31 +225,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# -- shared steps ---------------------------------------------------------------------------
-def load_model(path: Path, sharpness):
-    if not path.is_file():
-        raise CliError(f"model file not found: {path}")
-    try:
-        return arch.load_model(path, upsampler_alpha=sharpness)
-    except arch.ModelLoadError as exc:  # its message already starts with the file name
-        text = str(exc)
-        message = text if path.name in text else f"{path}: {text}"
-        raise CliError(f"cannot load model {message}") from None
-
-
-def make_engine(args, video: bool = False):
-    """The engine of ``--backend`` (engines/backends/registry.py); ``video`` asks for one whose
-    decode works (ONNX Runtime / TensorRT then use their video graphs)."""
-    model = load_model(args.model, args.sharpness)
-    backend = getattr(args, "backend", registry.DEFAULT_BACKEND)
-    try:
-        return registry.make_engine(backend, model, args.device, args.precision, video=video)
-    except (RuntimeError, ValueError) as exc:
-        raise CliError(
-            f"cannot use the {backend} backend on device {args.device!r} with precision {args.precision!r}: {exc}"
-        ) from None
-
-
 # -- commands -------------------------------------------------------------------------------
 def cmd_upscale(args) -> int:
     src: Path = args.input
@@ -200,36 +239,36 @@ def cmd_upscale(args) -> int:
             return 0
         if kind != "folder":
             check_target(args.output, [src], args.overwrite)
-        plan = _video_plan(kind, args.output, src)
+        plan = _video_plan(kind, args.output, src, args)
     elif kind == "video":
-        video_io._av()  # fail before loading the model when PyAV is missing
+        video_plan.have_av()  # fail before loading the model when PyAV is missing
     if not args.model.is_file():
         raise CliError(f"model file not found: {args.model}")
     if distributed.requested(args):
         return distributed.run(args, kind, plan)
-    engine = make_engine(args, video=kind == "video")
-    dst = args.output or jobs.default_target(src, kind, engine.scale)
+    engine = engine_for(args, video=kind == "video")
+    dst = args.output or jobs.default_target(src, kind, engine.info.scale)
     if args.output is None:
         check_output(dst, kind)
-        plan = _video_plan(kind, dst, src)
+        plan = _video_plan(kind, dst, src, args)
     if kind == "folder":
         return jobs.run_folder(engine, src, dst, args)
     remove_stale_partials(dst.parent)
+    if kind == "video" and plan is not None:
+        return video_job.run_video(engine, src, dst, args, plan)
     if kind == "video":
-        return jobs.run_video(engine, src, dst, args, plan)
+        return video_job.video_to_animation(engine, src, dst, args, video_plan.video_options(args))
     return jobs.run_image(engine, src, dst, args)
 
 
-def _video_plan(kind: str, dst: Path, src: Path):
-    """For a video into a container: the encoder and the streams copied, said up front."""
-    if kind != "video" or dst.suffix.lower() not in video_io.CONTAINERS:
+def _video_plan(kind: str, dst: Path, src: Path, args):
+    """For a video into a container: the encoder, the options and the streams copied, said up
+    front (None for an animated-image output, or an input that is not a video)."""
+    if kind != "video" or dst.suffix.lower() not in MUXERS:
         if kind == "video":
             warn(f"{src.name}: an animation output holds no audio; audio and subtitles are not kept")
         return None
-    plan = video_io.plan_output(dst, src)
-    for dropped in plan.dropped:
-        warn(f"{src.name}: not kept: {dropped}")
-    return plan
+    return video_plan.plan_and_say(args, src, dst)
 
 
 def cmd_export_onnx(args) -> int:

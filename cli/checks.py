@@ -76,13 +76,13 @@ def check_writable_folder(folder: Path, what: str) -> None:
 
 def output_suffixes(kind: str) -> tuple[str, ...]:
     """Extensions an input of this kind can be written as."""
-    from .video_io import VIDEO_OUTPUT_SUFFIXES
+    from ..engines.video.encode import MUXERS
 
     if kind == "image":
         return tuple(FORMATS)
     if kind == "animation":  # per-frame timing: only animated image formats hold it exactly
         return ANIMATION_SUFFIXES
-    return VIDEO_OUTPUT_SUFFIXES + (".gif", ".webp")  # video: a container, or a short animation
+    return tuple(MUXERS) + (".gif", ".webp")  # video: a container, or a short animation
 
 
 def check_output_file(target: Path) -> None:

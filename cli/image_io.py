@@ -72,6 +72,7 @@ class Picture:
 
     def chunks(self, size: int) -> Iterator[torch.Tensor]:
         """Animation frames as [n, H, W, C] float32 0..1, ``size`` at a time."""
+        assert self.frames is not None, "a still has no frames"
         for i in range(0, len(self.frames), size):
             yield torch.from_numpy(self.frames[i : i + size]).float().div_(255)
 
@@ -291,8 +292,9 @@ def _read_animation(im, picture: Picture, image_sequence, image_mod) -> None:
 def load_image(path: Path) -> torch.Tensor:
     """[1, H, W, C] float32 in 0..1 of a still image (see read_image for the rules)."""
     picture = read_image(path)
-    if picture.animated:
+    if picture.frames is not None:
         raise CliError(f"{path} is an animation ({len(picture.frames)} frames)")
+    assert picture.pixels is not None
     return picture.pixels
 
 

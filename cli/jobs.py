@@ -1,4 +1,4 @@
-"""The upscale jobs: one image, one animation, one video, a folder of images.
+"""The upscale jobs: one image, one animation, a folder of images (a video: video_job.py).
 
 Every output is written through ``atomic_output``: a temporary file beside the target, renamed
 into place only when complete, removed on an error, Ctrl-C or SIGTERM. So a file with the
@@ -12,9 +12,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..engines.runtime.files import atomic_output, remove_stale_partials, scratch_file
+from ..engines.runtime.files import atomic_output, remove_stale_partials
 from ..engines.tiling import runner as tiling
+from ..engines.tiling.output_size import FACTOR, LONG_SIDE, output_dims
 from ..engines.video import temporal
+from ..engines.video.container import VIDEO_SUFFIXES
 from .checks import UsageError, check_output, warn
 from .image_io import (
     IMAGE_SUFFIXES,
@@ -27,7 +29,7 @@ from .image_io import (
 )
 from .outputs import check_target, default_output
 from .progress import Progress
-from .video_io import VIDEO_SUFFIXES
+from .video_plan import video_options
 
 
 def classify(src: Path) -> str:
@@ -66,11 +68,15 @@ def say_notes(name: str, notes: list[str]) -> None:
         warn(f"{name}: {note}")
 
 
-def video_options(args) -> dict:
-    options = {"temporal_strength": args.temporal_strength, "tile_size": args.tile}
-    if args.scene_cut_sensitivity is not None:
-        options["scene_cut_sensitivity"] = args.scene_cut_sensitivity
-    return options
+def output_size(args, height: int, width: int, scale: int) -> tuple[int, int] | None:
+    """(height, width) asked for by --factor / --long-side for an input of ``height`` x ``width``,
+    or None for the model's own size (the nodes' output_size rule, engines/tiling/output_size.py)."""
+    factor, long_side = getattr(args, "factor", None), getattr(args, "long_side", None)
+    if factor is not None:
+        return output_dims(FACTOR, factor, 0, height, width, scale)
+    if long_side is not None:
+        return output_dims(LONG_SIDE, 0.0, long_side, height, width, scale)
+    return None
 
 
 # -- one image -------------------------------------------------------------------------------
@@ -79,8 +85,10 @@ def upscale_picture(engine, picture: Picture, dst: Path, args, label: str | None
     if picture.animated:
         return _upscale_animation(engine, picture, dst, args, label)
     progress = Progress(label or picture.path.name, enabled=not args.quiet)
+    assert picture.pixels is not None  # a still
     try:
-        out = tiling.upscale_image(engine, picture.pixels, tile_size=args.tile, progress=progress)
+        size = output_size(args, picture.pixels.shape[1], picture.pixels.shape[2], engine.info.scale)
+        out = tiling.upscale_image(engine, picture.pixels, tile_size=args.tile, progress=progress, output_size=size)
     finally:
         progress.close()
     with atomic_output(dst, overwrite=args.overwrite) as tmp:
@@ -91,19 +99,24 @@ def upscale_picture(engine, picture: Picture, dst: Path, args, label: str | None
 
 def _upscale_animation(engine, picture: Picture, dst: Path, args, label: str | None) -> tuple[int, int]:
     """Every frame through the temporal pipeline (an animation is a short clip), timing kept."""
+    assert picture.frames is not None  # an animation
     frames, state, done = [], None, 0
     total = len(picture.frames)
     progress = Progress(f"{label or picture.path.name} frames", enabled=not args.quiet, unit="frame")
+    options = video_options(args)  # the one VideoOptions value: an animation is a short clip
+    size = options.output_dims(picture.frames.shape[1], picture.frames.shape[2], engine.info.scale)
     try:
         for chunk in picture.chunks(max(1, args.frames_per_chunk)):
-            out, state = temporal.upscale_video(engine, chunk, state=state, **video_options(args))
+            out, state = temporal.upscale_video(
+                engine, chunk, state=state, output_size=size, **options.upscale_kwargs()
+            )
             frames.extend(to_uint8(out))
             done += chunk.shape[0]
             progress(done, total)
     finally:
         progress.close()
     with atomic_output(dst, overwrite=args.overwrite) as tmp:
-        notes = save_animation(frames, picture.durations, picture.loop, tmp, picture, format_suffix=dst.suffix)
+        notes = save_animation(frames, picture.durations, picture.loop or 0, tmp, picture, format_suffix=dst.suffix)
     say_notes(picture.path.name, picture.notes + notes)
     return frames[0].shape[1], frames[0].shape[0]
 
@@ -112,85 +125,10 @@ def run_image(engine, src: Path, dst: Path, args) -> int:
     start = time.perf_counter()
     width, height = upscale_picture(engine, read_image(src), dst, args)
     print(
-        f"wrote {dst} ({width}x{height}, x{engine.scale}, {engine.device}, {engine.precision}) "
+        f"wrote {dst} ({width}x{height}, x{engine.info.scale}, {engine.device}, {engine.precision}) "
         f"in {time.perf_counter() - start:.2f} s"
     )
     return 0
-
-
-# -- a video ---------------------------------------------------------------------------------
-def run_video(engine, src: Path, dst: Path, args, plan) -> int:
-    """Decode, upscale and encode chunk by chunk; then copy the source's audio/subtitles in
-    (``plan`` from video_io.plan_output, or None for an animated .gif/.webp output)."""
-    from .video_io import VideoReader, VideoWriter, remux_into
-
-    start = time.perf_counter()
-    with atomic_output(dst, overwrite=args.overwrite) as final_tmp:
-        if plan is None:
-            done = _video_to_animation(engine, src, final_tmp, dst, args)
-        elif plan.copy:
-            with scratch_file(dst) as video_tmp:  # the video stream alone, then joined with the audio
-                done = _encode(engine, VideoReader(src), VideoWriter, video_tmp, plan.codec, args, src)
-                remux_into(final_tmp, [video_tmp], src, plan)
-        else:
-            done = _encode(engine, VideoReader(src), VideoWriter, final_tmp, plan.codec, args, src)
-    kept = f", kept {', '.join(plan.copied)}" if plan is not None and plan.copied else ""
-    print(f"wrote {dst} ({done} frames, x{engine.scale}{kept}) in {time.perf_counter() - start:.2f} s")
-    return 0
-
-
-def _encode(engine, reader, writer_cls, path: Path, codec: str, args, src: Path) -> int:
-    writer, state, done = None, None, 0
-    progress = Progress(f"{src.name} frames", enabled=not args.quiet, unit="frame")
-    try:
-        for frames in reader.chunks(max(1, args.frames_per_chunk)):
-            out, state = temporal.upscale_video(engine, frames, state=state, **video_options(args))
-            if writer is None:
-                writer = writer_cls(
-                    path,
-                    reader.rate,
-                    out.shape[2],
-                    out.shape[1],
-                    codec=codec,
-                    lossless=getattr(args, "lossless", False),
-                )
-            writer.write(out[..., :3])
-            done += frames.shape[0]
-            progress(done, max(done, reader.frames))
-        if writer is not None:
-            writer.close()
-            writer = None
-    finally:
-        progress.close()
-        reader.close()
-        if writer is not None:  # interrupted or failed: the file is thrown away
-            writer.abort()
-    if done == 0:
-        raise CliError(f"{src}: no frames could be decoded")
-    return done
-
-
-def _video_to_animation(engine, src: Path, tmp: Path, dst: Path, args) -> int:
-    from .video_io import VideoReader
-
-    reader = VideoReader(src)
-    frames, state = [], None
-    progress = Progress(f"{src.name} frames", enabled=not args.quiet, unit="frame")
-    try:
-        for chunk in reader.chunks(max(1, args.frames_per_chunk)):
-            out, state = temporal.upscale_video(engine, chunk, state=state, **video_options(args))
-            frames.extend(to_uint8(out[..., :3]))
-            progress(len(frames), max(len(frames), reader.frames))
-        rate = reader.rate
-    finally:
-        progress.close()
-        reader.close()
-    if not frames:
-        raise CliError(f"{src}: no frames could be decoded")
-    duration = max(1, round(1000 / float(rate)))
-    notes = save_animation(frames, [duration] * len(frames), 0, tmp, None, format_suffix=dst.suffix)
-    say_notes(src.name, notes)
-    return len(frames)
 
 
 # -- a folder --------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 _PERCENT_BAR = "{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]"
 
@@ -18,7 +19,7 @@ class Progress:
         self.label = label
         self.enabled = enabled
         self.unit = unit
-        self._bar = None
+        self._bar: Any = None  # a tqdm bar, False without tqdm, None before the first call
         self._last = -1
 
     def __call__(self, done: int, total: int) -> None:
@@ -31,7 +32,7 @@ class Progress:
                 self._bar = False
             else:
                 # no unit: percent and times only (no meaningless counts or rate)
-                shape = {"unit": self.unit} if self.unit else {"bar_format": _PERCENT_BAR}
+                shape: dict[str, Any] = {"unit": self.unit} if self.unit else {"bar_format": _PERCENT_BAR}
                 self._bar = tqdm(total=total, desc=self.label, leave=False, file=sys.stderr, **shape)
         if self._bar:
             self._bar.total = total  # the runner may re-plan (more tiles) after out-of-memory

@@ -11,6 +11,7 @@ import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, cast
 
 import torch
 
@@ -26,7 +27,9 @@ try:  # ComfyUI puts these top-level modules on sys.path; elsewhere they do not 
 
     IN_COMFYUI = True
 except ImportError:
-    _mm = _comfy_utils = _folder_paths = None
+    # None standalone. Every use is behind IN_COMFYUI, a narrowing the type checker cannot carry
+    # into the functions below, hence typed Any rather than Optional.
+    _mm = _comfy_utils = _folder_paths = cast(Any, None)
     IN_COMFYUI = False
 
 FOLDER_NAME = "paragonsr2"  # our own model folder, registered with ComfyUI
@@ -70,6 +73,16 @@ def output_dir() -> Path:
     if IN_COMFYUI:
         return Path(_folder_paths.get_output_directory())
     return Path(os.environ.get("PARAGONSR2_OUTPUT_DIR") or "output").resolve()
+
+
+def temp_dir() -> Path:
+    """ComfyUI's temp folder (emptied when ComfyUI starts); standalone: ``$PARAGONSR2_TEMP_DIR``
+    or the system's temporary folder."""
+    if IN_COMFYUI:
+        return Path(_folder_paths.get_temp_directory())
+    import tempfile
+
+    return Path(os.environ.get("PARAGONSR2_TEMP_DIR") or tempfile.gettempdir()).resolve()
 
 
 def _is_model_file(name: str) -> bool:
@@ -148,10 +161,14 @@ def model_patcher(module: torch.nn.Module, load_device: torch.device | None = No
     """A ComfyUI model patcher around ``module``, loaded to ``load_device`` (default ComfyUI's
     torch device) and offloaded to ComfyUI's offload device; None outside ComfyUI.
 
-    ``like_core``: made the way core's Load Upscale Model makes one, CoreModelPatcher where this
-    ComfyUI has it (newer cores; with dynamic VRAM it is ModelPatcherDynamic, which leaves plain
-    torch layers on the offload device, so core nodes call ``.to(device)`` after loading), else
-    ModelPatcher. Our own engines use the classic ModelPatcher, whose full load moves the module."""
+    ``like_core``: made the way core's Load Upscale Model makes one: ``CoreModelPatcher`` where
+    this ComfyUI has it (0.33: the classic ModelPatcher, or ModelPatcherDynamic when dynamic VRAM
+    is on), else ``ModelPatcher`` (0.3.64). Either way a load through ``load_models_gpu`` puts our
+    plain torch layers on the load device, which 0.33's core node relies on (it no longer calls
+    ``.to(device)``; 0.3.64's does): the classic patcher's full load moves the module, and 0.33's
+    ModelPatcherDynamic force-loads every layer that is not a ``comfy.ops`` layer (with a CPU
+    backup it restores on unload), so nothing stays on the offload device.
+    Our own engines use the classic ModelPatcher (see nodes/managed.py for why)."""
     if not IN_COMFYUI:
         return None
     import comfy.model_patcher as patchers

@@ -1,7 +1,8 @@
 """Checks and options shared by the Upscale and Video Upscale nodes.
 
 Everything a user can wire wrongly is checked here, before any engine is built or memory is
-reserved, so a bad input is one line of ours and not a shape error from inside torch.
+reserved, so a bad input is one line of ours and not a shape error from inside torch. Plain
+functions: callable without ComfyUI (the inputs themselves are defined in nodes/sockets.py).
 """
 
 from __future__ import annotations
@@ -10,46 +11,9 @@ import contextlib
 
 from ..engines.runtime.checks import NonFiniteOutputError, check_images
 from ..engines.runtime.contract import ModelHandle
-from ..engines.tiling.output_size import MODEL_FACTOR, OUTPUT_SIZE_MODES, output_dims
+from ..engines.tiling.output_size import MODEL_FACTOR, output_dims
 
-__all__ = ["MODEL_FACTOR", "checked_request", "naming_model_on_failure", "output_size_inputs"]
-
-
-def output_size_inputs() -> dict:
-    """The optional output-size inputs; their defaults keep the model's factor (old workflows)."""
-    return {
-        "output_size": (
-            OUTPUT_SIZE_MODES,
-            {
-                "default": MODEL_FACTOR,
-                "tooltip": "model factor = the model's own scale (fastest, no resampling). factor = "
-                "output_factor x the input size (e.g. 1.5 with a 2x or 4x model). long side = "
-                "the longer output side is output_long_side pixels, aspect ratio kept. The resize "
-                "(bicubic, antialiased) happens image by image as they are produced, so the batch "
-                "never holds the model-size results all at once.",
-            },
-        ),
-        "output_factor": (
-            "FLOAT",
-            {
-                "default": 2.0,
-                "min": 0.05,
-                "max": 16.0,
-                "step": 0.05,
-                "tooltip": "Output size relative to the input when output_size is 'factor'.",
-            },
-        ),
-        "output_long_side": (
-            "INT",
-            {
-                "default": 2048,
-                "min": 1,
-                "max": 32768,
-                "step": 1,
-                "tooltip": "Length in pixels of the output's longer side when output_size is 'long side'.",
-            },
-        ),
-    }
+__all__ = ["MODEL_FACTOR", "checked_request", "naming_model_on_failure"]
 
 
 def checked_request(

@@ -11,13 +11,14 @@ import logging
 import os
 import weakref
 from collections import OrderedDict
+from typing import Any, Literal, overload
 
 import torch
 
 from ..engines.runtime.contract import ModelHandle
 from ..engines.runtime.devices import mps_available
 from ..engines.runtime.options import SHARPNESS_AUTO, TORCH_PRECISIONS, parse_sharpness
-from ..paragonsr2_arch import ModelLoadError, load_model
+from ..paragonsr2_arch import ModelLoadError, ParagonSR2, load_model
 from . import comfy_bridge as bridge
 
 logger = logging.getLogger("ParagonSR2")
@@ -54,7 +55,7 @@ engine_cache = LRU(ENGINE_CACHE_SIZE)  # (id(model), precision, device) -> (weak
 _spandrel_note_logged = False
 
 
-def _upscale_model_output(model: torch.nn.Module):
+def _upscale_model_output(model: ParagonSR2):
     """A spandrel ImageModelDescriptor for core nodes, or None when spandrel is unusable.
 
     It wraps its own copy of the network: core nodes move and cast the model they are given
@@ -83,6 +84,14 @@ def _upscale_model_output(model: torch.nn.Module):
     return descriptor
 
 
+@overload
+def load_model_handle(
+    name: str, sharpness=..., precision: str = ..., *, with_descriptor: Literal[False] = ...
+) -> ModelHandle: ...
+@overload
+def load_model_handle(
+    name: str, sharpness=..., precision: str = ..., *, with_descriptor: Literal[True]
+) -> tuple[ModelHandle, Any]: ...
 def load_model_handle(name: str, sharpness="auto", precision: str = "auto", *, with_descriptor: bool = False):
     """Load a model by its list name into a ModelHandle (cached by file identity and sharpness).
 
@@ -153,11 +162,19 @@ def engine_for(handle: ModelHandle, device: str = "auto"):
     cached = engine_cache.get_fresh(key)
     if cached is not None and cached[0]() is handle.model:
         return cached[1]
-    if bridge.IN_COMFYUI:
+    from ..engines.backends.auto import faster_cpu_engine
+
+    # On the CPU: OpenVINO / ONNX Runtime where a cached probe finds them faster than torch.
+    engine = (
+        faster_cpu_engine(handle.model, handle.precision, models_dir=bridge.models_dir())
+        if target.type == "cpu"
+        else None
+    )
+    if engine is None and bridge.IN_COMFYUI:
         from .managed import ManagedTorchEngine
 
         engine = ManagedTorchEngine(handle.model, target, handle.precision)
-    else:
+    elif engine is None:
         from ..engines.backends.registry import make_engine
 
         engine = make_engine("torch", handle.model, target, handle.precision)

@@ -14,6 +14,7 @@ from .checkpoint import load_model, normalize_state_dict
 from .detect import looks_like_paragonsr2
 from .errors import ModelLoadError
 from .network import ParagonSR2
+from .window_pad import padded_forward
 
 ARCH_ID = "ParagonSR2"
 logger = logging.getLogger("ParagonSR2")
@@ -52,7 +53,11 @@ def _architecture():
 
 
 def descriptor_for_model(model: ParagonSR2, state_dict: Mapping | None = None, architecture=None):
-    """Wrap a loaded ParagonSR2 model in a spandrel ``ImageModelDescriptor``."""
+    """Wrap a loaded ParagonSR2 model in a spandrel ``ImageModelDescriptor``.
+
+    Calling it runs ``padded_forward``: photo / pro inputs are reflect-padded to a multiple of 16
+    and the output cropped, as upstream's inference and the pack's own nodes do, so core's
+    Upscale Image (using Model) gets the same borders; realtime / stream run unpadded."""
     from spandrel import ImageModelDescriptor, SizeRequirements
 
     cfg = model.config
@@ -70,8 +75,10 @@ def descriptor_for_model(model: ParagonSR2, state_dict: Mapping | None = None, a
         scale=int(model.scale),
         input_channels=3,
         output_channels=3,
-        # Any size works: window attention pads to multiples of its window internally.
+        # Any size works for the network; the window padding is padded_forward's (call_fn), not
+        # spandrel's (which would pad by replication where reflection cannot reach).
         size_requirements=SizeRequirements(minimum=1),
+        call_fn=padded_forward,
     )
 
 

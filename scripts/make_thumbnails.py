@@ -6,6 +6,8 @@ the pack's own output with the bundled demo model, through the pack's nodes.
 - ParagonSR2_video_upscale.jpg: the same split on one frame of the synthetic clip of
   scripts/make_sample_clip.py (a pan over chelsea.png with a moving disc), upscaled by
   ParagonSR2 Video Upscale with its default temporal settings.
+- ParagonSR2_video_streaming.jpg: the same picture (the streaming node runs the same model
+  with the same temporal feedback; only how frames reach it differs).
 
     python scripts/make_thumbnails.py
 """
@@ -41,7 +43,7 @@ call = _packlib.run_node
 
 
 def demo_model():
-    names = image_nodes.ParagonSR2Loader.INPUT_TYPES()["required"]["model_name"][0]
+    names = _packlib.combo_options(image_nodes.ParagonSR2Loader, "model_name")
     bundled = next(n for n in names if "ParagonSR2_realtime_x2_demo" in n)
     return call(image_nodes.ParagonSR2Loader, model_name=bundled, precision="fp32")[0]
 
@@ -97,9 +99,15 @@ def video_thumbnail(model) -> Image.Image:
 def main() -> int:
     model = demo_model()
     out_dir = PACK / "example_workflows"
-    for name, make in (("ParagonSR2_image_upscale", image_thumbnail), ("ParagonSR2_video_upscale", video_thumbnail)):
+    video = video_thumbnail(model)
+    thumbnails = {
+        "ParagonSR2_image_upscale": image_thumbnail(model),
+        "ParagonSR2_video_upscale": video,
+        "ParagonSR2_video_streaming": video,
+    }
+    for name, picture in thumbnails.items():
         path = out_dir / f"{name}.jpg"
-        make(model).save(path, quality=88, optimize=True)
+        picture.save(path, quality=88, optimize=True)
         print(f"wrote {path.relative_to(PACK)} ({path.stat().st_size // 1024} KiB)")
     return 0
 

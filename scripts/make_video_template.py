@@ -1,9 +1,13 @@
-"""Write example_workflows/ParagonSR2_video_upscale.json (UI format) from the nodes' inputs.
+"""Write the two video example workflows (UI format) from the nodes' schemas:
 
-Core Load Video -> Get Video Components -> ParagonSR2 Video Upscale -> Create Video (fps and
-audio from the components) -> Save Video, on the pack's sample clip. The Video Upscale widget
-values are its INPUT_TYPES defaults in declaration order (what the frontend stores), so rerun
-this after adding or reordering an input of that node:
+- example_workflows/ParagonSR2_video_upscale.json: core Load Video -> Get Video Components ->
+  ParagonSR2 Video Upscale -> Create Video (fps and audio from the components) -> Save Video.
+- example_workflows/ParagonSR2_video_streaming.json: core Load Video -> ParagonSR2 Upscale
+  Video (streaming) -> Save Video.
+
+Both run on the pack's sample clip. Our nodes' widget values are their widget defaults in
+schema order (what the frontend stores), so rerun this after adding or reordering an input of
+either node:
 
     python scripts/make_video_template.py
 """
@@ -14,31 +18,41 @@ import re
 from pathlib import Path
 
 PACK = Path(__file__).resolve().parents[1]
+OUT_DIR = PACK / "example_workflows"
 _spec = importlib.util.spec_from_file_location("paragonsr2_launcher", PACK / "paragonsr2.py")
 assert _spec is not None and _spec.loader is not None
 _launcher = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_launcher)
 _launcher.import_pack()
 video_cls = _launcher.submodule("nodes.video_nodes").ParagonSR2VideoUpscale
+streaming_cls = _launcher.submodule("nodes.stream_video_nodes").ParagonSR2UpscaleVideoStreaming
+
+BUNDLED_MODEL = "(bundled) ParagonSR2_realtime_x2_demo.safetensors"
+CORE_VERSION = "0.3.64"  # the ComfyUI whose frontend the templates were laid out in
 
 
 def widget_defaults(cls) -> list:
+    """Each widget's default in the V3 schema's input order; links (no widget) are skipped."""
     out = []
-    for section in ("required", "optional"):
-        for _name, (kind, *opts) in cls.INPUT_TYPES().get(section, {}).items():
-            if isinstance(kind, list):
-                out.append((opts[0] if opts else {}).get("default", kind[0]))
-            elif kind in ("INT", "FLOAT", "STRING", "BOOLEAN"):
-                out.append(opts[0]["default"])
+    for item in cls.define_schema().inputs:
+        kind = str(item.io_type)
+        if kind == "COMBO":
+            out.append(item.default if item.default is not None else item.options[0])
+        elif kind in ("INT", "FLOAT", "STRING", "BOOLEAN"):
+            out.append(item.default)
     return out
 
 
-NOTE = "\n\n".join(
+TRY_IT = (
+    "**Try it:** this pack ships a 2-second clip with sound, `assets/sample_clip.mp4` (inside "
+    "`custom_nodes/ComfyUI-ParagonSR2`). Copy it into ComfyUI's `input` folder (or use **Load Video**'s "
+    "*choose file to upload*), refresh, and queue."
+)
+
+VIDEO_NOTE = "\n\n".join(
     [
         "### ParagonSR2 video upscaling (audio and frame rate kept)",
-        "**Try it:** this pack ships a 2-second clip with sound, `assets/sample_clip.mp4` (inside "
-        "`custom_nodes/ComfyUI-ParagonSR2`). Copy it into ComfyUI's `input` folder (or use **Load Video**'s "
-        "*choose file to upload*), refresh, and queue.",
+        TRY_IT,
         "1. **Load Video** -> **Get Video Components** splits the file into frames, audio and fps.\n"
         "2. **ParagonSR2 Video Upscale** upscales the frames with temporal feature feedback (`temporal_strength`, "
         "0 = off), restarts at scene cuts (`scene_cut_sensitivity`, 0 = never); `motion_adaptive` blends less where "
@@ -46,13 +60,34 @@ NOTE = "\n\n".join(
         "back to ComfyUI's device, with a warning in the log).\n"
         "3. **Create Video** puts the upscaled frames back together with the original **audio** and **fps**; "
         "**Save Video** writes an MP4 to `output/video/`.",
-        "**Long videos** (all frames must fit in RAM here): split the clip into consecutive batches and chain the "
-        "nodes' `temporal_state` output into the next node's `temporal_state` input; the result equals one run over "
-        "the whole clip. VideoHelperSuite's *Meta Batch Manager* queues every batch as a new prompt: connect its "
-        "`meta_batch` output to our node's `meta_batch` input and the state carries over between those prompts too.",
+        "**Long videos:** this chain holds every frame in memory (about 14 MB per 640x360 frame). For anything "
+        "longer than a few seconds use the *ParagonSR2 video streaming* template: Load Video -> **ParagonSR2 "
+        "Upscale Video (streaming)** -> Save Video upscales at constant memory, keeps audio and frame times, and "
+        "continues after Cancel. Batches chained through `temporal_state`, or VideoHelperSuite's *Meta Batch "
+        "Manager* connected to `meta_batch`, also work.",
         "**Older ComfyUI without Load Video / Create Video / Save Video**: use VideoHelperSuite's *Load Video "
         "(Upload)* (frames, audio, video_info) and *Video Combine* (set `frame_rate` from video_info, connect "
         "`audio`).",
+    ]
+)
+
+STREAMING_NOTE = "\n\n".join(
+    [
+        "### ParagonSR2 video upscaling for long videos (constant memory)",
+        TRY_IT,
+        "1. **Load Video** only names the file: nothing is decoded into memory.\n"
+        "2. **ParagonSR2 Upscale Video (streaming)** decodes, upscales (temporal feedback: `temporal_strength`, "
+        "0 = off; restarts at scene cuts) and encodes frame by frame, so memory stays the same for a 10-second or "
+        "a 2-hour video. Frame times (variable frame rate too), audio and subtitles (copied, not re-encoded), colour "
+        "tags and 10-bit depth (h264/h265) are kept. `codec`: h264 (plays everywhere), h265 and `h264 lossless` "
+        "(exact pixels; the browser preview cannot play these two, the saved file is fine); `quality` is the CRF "
+        "(lower = better).\n"
+        "3. **Save Video** stores the node's MP4 as it is (no second encode) in `output/video/`.",
+        "**Cancel is not lost work:** finished parts (240 frames each) are kept in `output/.paragonsr2_resume/`; "
+        "queue the same video with the same settings again and it continues where it stopped (the log says so), with "
+        "the same result as one uninterrupted run.",
+        "**Short clips as images:** the *ParagonSR2 video upscale* template (Video Upscale on an IMAGE batch) holds "
+        "every frame in memory; use it for short clips or when other image nodes come between.",
     ]
 )
 
@@ -61,132 +96,145 @@ def properties(name: str, cnr_id: str, ver: str) -> dict:
     return {"Node name for S&R": name, "cnr_id": cnr_id, "ver": ver}
 
 
-def main() -> None:
+def pack_version() -> str:
     found = re.search(r'^version = "([^"]+)"', (PACK / "pyproject.toml").read_text(), re.M)
     if found is None:
         raise SystemExit("pyproject.toml has no version line")
-    ver = found.group(1)
+    return found.group(1)
 
-    def core(name):
-        return properties(name, "comfy-core", "0.3.64")
 
-    def ours(name):
-        return properties(name, "comfyui-paragonsr2", ver)
+def node(id_, type_, pos, size, order, inputs, outputs, props, widgets, **style) -> dict:
+    """One node in the frontend's key order (the files diff cleanly against a UI save)."""
+    return {
+        "id": id_,
+        "type": type_,
+        "pos": pos,
+        "size": size,
+        "flags": {},
+        "order": order,
+        "mode": 0,
+        "inputs": inputs,
+        "outputs": outputs,
+        "properties": props,
+        "widgets_values": widgets,
+        **style,
+    }
 
-    note = NOTE
+
+class Builder:
+    """The nodes both templates share, with the registry properties the frontend stores."""
+
+    def __init__(self, ver: str):
+        self.ver = ver
+
+    def core(self, name: str) -> dict:
+        return properties(name, "comfy-core", CORE_VERSION)
+
+    def ours(self, name: str) -> dict:
+        return properties(name, "comfyui-paragonsr2", self.ver)
+
+    def load_video(self, id_, link) -> dict:
+        outputs = [{"name": "VIDEO", "type": "VIDEO", "links": [link], "slot_index": 0}]
+        return node(
+            id_,
+            "LoadVideo",
+            [40, 100],
+            [320, 420],
+            0,
+            [],
+            outputs,
+            self.core("LoadVideo"),
+            ["sample_clip.mp4", "image"],
+        )
+
+    def loader(self, id_, pos, link) -> dict:
+        outputs = [
+            {"name": "paragonsr2_model", "type": "PARAGONSR2_MODEL", "links": [link], "slot_index": 0},
+            {"name": "upscale_model", "type": "UPSCALE_MODEL", "links": None},
+        ]
+        props = self.ours("ParagonSR2Loader")
+        return node(id_, "ParagonSR2Loader", pos, [320, 130], 1, [], outputs, props, [BUNDLED_MODEL, "auto", "auto"])
+
+    def save_video(self, id_, pos, order, link) -> dict:
+        inputs = [{"name": "video", "type": "VIDEO", "link": link}]
+        props = self.core("SaveVideo")
+        return node(id_, "SaveVideo", pos, [480, 420], order, inputs, [], props, ["video/ParagonSR2", "auto", "auto"])
+
+    @staticmethod
+    def note(id_, pos, size, order, text) -> dict:
+        return node(id_, "MarkdownNote", pos, size, order, [], [], {}, [text], color="#432", bgcolor="#653")
+
+
+def workflow(uuid: str, nodes: list, links: list) -> dict:
+    return {
+        "id": uuid,
+        "revision": 0,
+        "last_node_id": max(n["id"] for n in nodes),
+        "last_link_id": max(link[0] for link in links),
+        "nodes": nodes,
+        "links": links,
+        "groups": [],
+        "config": {},
+        "extra": {"ds": {"scale": 0.8, "offset": [0, 0]}, "frontendVersion": "1.27.10"},
+        "version": 0.4,
+    }
+
+
+def video_upscale_template(b: Builder) -> dict:
     nodes = [
-        {
-            "id": 1,
-            "type": "LoadVideo",
-            "pos": [40, 100],
-            "size": [320, 420],
-            "flags": {},
-            "order": 0,
-            "mode": 0,
-            "inputs": [],
-            "outputs": [{"name": "VIDEO", "type": "VIDEO", "links": [1], "slot_index": 0}],
-            "properties": core("LoadVideo"),
-            "widgets_values": ["sample_clip.mp4", "image"],
-        },
-        {
-            "id": 2,
-            "type": "GetVideoComponents",
-            "pos": [400, 100],
-            "size": [260, 90],
-            "flags": {},
-            "order": 2,
-            "mode": 0,
-            "inputs": [{"name": "video", "type": "VIDEO", "link": 1}],
-            "outputs": [
+        b.load_video(1, link=1),
+        node(
+            2,
+            "GetVideoComponents",
+            [400, 100],
+            [260, 90],
+            2,
+            [{"name": "video", "type": "VIDEO", "link": 1}],
+            [
                 {"name": "images", "type": "IMAGE", "links": [2], "slot_index": 0},
                 {"name": "audio", "type": "AUDIO", "links": [3], "slot_index": 1},
                 {"name": "fps", "type": "FLOAT", "links": [4], "slot_index": 2},
             ],
-            "properties": core("GetVideoComponents"),
-            "widgets_values": [],
-        },
-        {
-            "id": 3,
-            "type": "ParagonSR2Loader",
-            "pos": [400, 260],
-            "size": [320, 130],
-            "flags": {},
-            "order": 1,
-            "mode": 0,
-            "inputs": [],
-            "outputs": [
-                {"name": "paragonsr2_model", "type": "PARAGONSR2_MODEL", "links": [5], "slot_index": 0},
-                {"name": "upscale_model", "type": "UPSCALE_MODEL", "links": None},
-            ],
-            "properties": ours("ParagonSR2Loader"),
-            "widgets_values": ["(bundled) ParagonSR2_realtime_x2_demo.safetensors", "auto", "auto"],
-        },
-        {
-            "id": 4,
-            "type": "ParagonSR2VideoUpscale",
-            "pos": [760, 100],
-            "size": [340, 290],
-            "flags": {},
-            "order": 3,
-            "mode": 0,
-            "inputs": [
+            b.core("GetVideoComponents"),
+            [],
+        ),
+        b.loader(3, [400, 260], link=5),
+        node(
+            4,
+            "ParagonSR2VideoUpscale",
+            [760, 100],
+            [340, 290],
+            3,
+            [
                 {"name": "model", "type": "PARAGONSR2_MODEL", "link": 5},
                 {"name": "frames", "type": "IMAGE", "link": 2},
                 {"name": "temporal_state", "shape": 7, "type": "PARAGONSR2_TEMPORAL_STATE", "link": None},
                 {"name": "meta_batch", "shape": 7, "type": "VHS_BatchManager", "link": None},
             ],
-            "outputs": [
+            [
                 {"name": "frames", "type": "IMAGE", "links": [6], "slot_index": 0},
                 {"name": "temporal_state", "type": "PARAGONSR2_TEMPORAL_STATE", "links": None},
             ],
-            "properties": ours("ParagonSR2VideoUpscale"),
-            "widgets_values": widget_defaults(video_cls),
-        },
-        {
-            "id": 5,
-            "type": "CreateVideo",
-            "pos": [1140, 100],
-            "size": [270, 100],
-            "flags": {},
-            "order": 4,
-            "mode": 0,
-            "inputs": [
+            b.ours("ParagonSR2VideoUpscale"),
+            widget_defaults(video_cls),
+        ),
+        node(
+            5,
+            "CreateVideo",
+            [1140, 100],
+            [270, 100],
+            4,
+            [
                 {"name": "images", "type": "IMAGE", "link": 6},
                 {"name": "audio", "shape": 7, "type": "AUDIO", "link": 3},
                 {"name": "fps", "type": "FLOAT", "widget": {"name": "fps"}, "link": 4},
             ],
-            "outputs": [{"name": "VIDEO", "type": "VIDEO", "links": [7], "slot_index": 0}],
-            "properties": core("CreateVideo"),
-            "widgets_values": [24],
-        },
-        {
-            "id": 6,
-            "type": "SaveVideo",
-            "pos": [1450, 100],
-            "size": [480, 420],
-            "flags": {},
-            "order": 5,
-            "mode": 0,
-            "inputs": [{"name": "video", "type": "VIDEO", "link": 7}],
-            "outputs": [],
-            "properties": core("SaveVideo"),
-            "widgets_values": ["video/ParagonSR2", "auto", "auto"],
-        },
-        {
-            "id": 7,
-            "type": "MarkdownNote",
-            "pos": [40, 580],
-            "size": [700, 470],
-            "flags": {},
-            "order": 6,
-            "mode": 0,
-            "inputs": [],
-            "outputs": [],
-            "properties": {},
-            "widgets_values": [note],
-            "color": "#432",
-            "bgcolor": "#653",
-        },
+            [{"name": "VIDEO", "type": "VIDEO", "links": [7], "slot_index": 0}],
+            b.core("CreateVideo"),
+            [24],
+        ),
+        b.save_video(6, [1450, 100], 5, link=7),
+        b.note(7, [40, 580], [700, 470], 6, VIDEO_NOTE),
     ]
     links = [
         [1, 1, 0, 2, 0, "VIDEO"],
@@ -197,19 +245,46 @@ def main() -> None:
         [6, 4, 0, 5, 0, "IMAGE"],
         [7, 5, 0, 6, 0, "VIDEO"],
     ]
-    wf = {
-        "id": "b2c9e0a4-6f1d-4d3b-8c57-0e9a1f3c7d42",
-        "revision": 0,
-        "last_node_id": 7,
-        "last_link_id": 7,
-        "nodes": nodes,
-        "links": links,
-        "groups": [],
-        "config": {},
-        "extra": {"ds": {"scale": 0.8, "offset": [0, 0]}, "frontendVersion": "1.27.10"},
-        "version": 0.4,
-    }
-    (PACK / "example_workflows" / "ParagonSR2_video_upscale.json").write_text(json.dumps(wf, indent=2) + "\n")
+    return workflow("b2c9e0a4-6f1d-4d3b-8c57-0e9a1f3c7d42", nodes, links)
+
+
+def video_streaming_template(b: Builder) -> dict:
+    nodes = [
+        b.load_video(1, link=1),
+        b.loader(2, [40, 560], link=2),
+        node(
+            3,
+            "ParagonSR2UpscaleVideoStreaming",
+            [400, 100],
+            [360, 380],
+            2,
+            [
+                {"name": "model", "type": "PARAGONSR2_MODEL", "link": 2},
+                {"name": "video", "type": "VIDEO", "link": 1},
+            ],
+            [{"name": "video", "type": "VIDEO", "links": [3], "slot_index": 0}],
+            b.ours("ParagonSR2UpscaleVideoStreaming"),
+            widget_defaults(streaming_cls),
+        ),
+        b.save_video(4, [800, 100], 3, link=3),
+        b.note(5, [400, 540], [700, 430], 4, STREAMING_NOTE),
+    ]
+    links = [[1, 1, 0, 3, 1, "VIDEO"], [2, 2, 0, 3, 0, "PARAGONSR2_MODEL"], [3, 3, 0, 4, 0, "VIDEO"]]
+    return workflow("5d0f3a8e-2c47-4b1e-9a6d-7f3e8b21c905", nodes, links)
+
+
+TEMPLATES = {
+    "ParagonSR2_video_upscale": video_upscale_template,
+    "ParagonSR2_video_streaming": video_streaming_template,
+}
+
+
+def main() -> None:
+    builder = Builder(pack_version())
+    for name, build in TEMPLATES.items():
+        path = OUT_DIR / f"{name}.json"
+        path.write_text(json.dumps(build(builder), indent=2) + "\n")
+        print(f"wrote {path.relative_to(PACK)}")
 
 
 if __name__ == "__main__":

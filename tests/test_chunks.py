@@ -18,6 +18,7 @@ from packlib import (
 )
 from paragonsr2_pack.engines.backends import torch_engine
 from paragonsr2_pack.engines.video import chunks, scene_cuts, temporal
+from paragonsr2_pack.engines.video.options import VideoOptions
 from paragonsr2_pack.nodes import image_nodes, video_nodes
 
 
@@ -118,14 +119,9 @@ def test_chunked_run_equals_one_run(engine, alpha, motion_adaptive):
         assert all(c.decode_start == max(0, 5 - chunks.history_frames()) for c in mid_shot if c.start < 25)
     parts = []
     for c in plan:
-        state = None
-        if c.warmup:
-            state = chunks.state_at_frame(
-                frames[c.decode_start : c.start],
-                temporal_strength=alpha,
-                motion_adaptive=motion_adaptive,
-                signature=("k", 24, 24),
-            )
+        # the workers' warm-up (no frames before a chunk at frame 0: the state stays None)
+        video = VideoOptions(temporal_strength=alpha, motion_adaptive=motion_adaptive)
+        state = chunks.warm_up(frames[c.decode_start : c.start], video, None, "k")
         out, _ = temporal.upscale_video(engine, frames[c.start : c.end], state=state, **options)
         parts.append(out)
     joined = torch.cat(parts)

@@ -253,3 +253,66 @@ def test_sharpness_in_range_reaches_the_model(tmp_path, small_image, model_file)
     plain = tmp_path / "plain.png"
     assert cli.main([str(small_image), "-o", str(plain), "--model", str(model_file), "--device", "cpu", "--quiet"]) == 0
     assert out.read_bytes() != plain.read_bytes()
+
+
+def _pack_imports(path):
+    """(module, imported names) of every relative import in ``path``, modules as dotted paths
+    inside the pack ('cli.jobs'); 'from . import x' counts as importing module 'cli.x'."""
+    import ast
+
+    rel = path.relative_to(PACK_ROOT).with_suffix("")
+    parts = list(rel.parts[:-1])  # the package the module is in (for __init__: the package itself)
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = parts[: len(parts) - (node.level - 1)] if node.level > 1 else parts
+            target = ".".join(base + ([node.module] if node.module else []))
+            if node.module is None:
+                found += [(f"{target}.{a.name}" if target else a.name, []) for a in node.names]
+            else:
+                found.append((target, [a.name for a in node.names]))
+    return found
+
+
+def test_cli_has_no_import_cycle_and_no_private_imports_from_other_folders():
+    """cli/ (the command line and its Ray layer): the module graph is acyclic, and no module
+    imports another folder's private (_underscore) names."""
+    modules = {}
+    for path in sorted((PACK_ROOT / "cli").rglob("*.py")):
+        rel = path.relative_to(PACK_ROOT).with_suffix("")
+        name = ".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts)
+        modules[name] = path
+    graph = {}
+    for name, path in modules.items():
+        graph[name] = set()
+        folder = path.parent
+        for target, names in _pack_imports(path):
+            if target in modules:
+                graph[name].add(target)
+            target_folder = PACK_ROOT.joinpath(*target.split(".")[:-1]) if target not in modules else None
+            for imported in names:
+                sub = f"{target}.{imported}"
+                if sub in modules:
+                    graph[name].add(sub)
+                elif imported.startswith("_"):
+                    where = modules.get(target, target_folder)
+                    where_folder = where.parent if where is not None and where.suffix == ".py" else where
+                    assert where_folder == folder, f"{name} imports the private name {imported} of {target}"
+    # Imports inside functions count too (they would make a circle at run time as well), but a
+    # package's __init__ re-exporting its own modules is not a circle of jobs.
+    state: dict = {}
+
+    def visit(node, stack):
+        state[node] = "open"
+        for nxt in graph[node]:
+            if nxt == node.rsplit(".", 1)[0] and node.startswith(nxt + "."):
+                continue
+            if state.get(nxt) == "open":
+                raise AssertionError("import circle: " + " -> ".join(stack[stack.index(nxt) :] + [nxt]))
+            if nxt not in state:
+                visit(nxt, stack + [nxt])
+        state[node] = "done"
+
+    for name in graph:
+        if name not in state:
+            visit(name, [name])

@@ -16,13 +16,13 @@ import pytest
 import torch
 from PIL import Image
 
-from packlib import PACK_ROOT
+from packlib import LAUNCHER, PACK_ROOT, launch_cli
 from paragonsr2_pack import cli
-from paragonsr2_pack.cli import image_io, video_io
+from paragonsr2_pack.cli import image_io
 from paragonsr2_pack.engines.runtime import files
+from paragonsr2_pack.engines.video import encode, remux
 
 DEMO_MODEL = PACK_ROOT / "models" / "ParagonSR2_realtime_x2_demo.safetensors"
-LAUNCHER = PACK_ROOT / "paragonsr2.py"
 CLASS_NAME = re.compile(r"\b[A-Z][A-Za-z]*(Error|Exception)\b|Traceback|Errno")
 
 
@@ -366,13 +366,13 @@ def test_video_audio_is_copied_into_the_output(tmp_path, model_file, suffix, cap
 
 def test_webm_gets_vp9_and_says_it_drops_the_aac_track(tmp_path, model_file, capsys):
     """Before: '.webm' failed after the whole upscale with a libx264 error from the library."""
-    av = pytest.importorskip("av", reason="PyAV (pip install av) is needed for video files")
+    pytest.importorskip("av", reason="PyAV (pip install av) is needed for video files")
     src = write_clip(tmp_path / "talk.mp4")
     out = tmp_path / "talk.webm"
     code = run_cli([src, "-o", out, "--model", model_file, "--device", "cpu", "--quiet"])
     err = capsys.readouterr().err
-    if not any(video_io._encoder_available(av, name) for name in video_io.CONTAINERS[".webm"][1]):
-        assert code == 2 and "this PyAV build has none" in err  # refused before work
+    if not any(c.available and ".webm" in c.containers and not c.lossless for c in encode.encoder_choices()):
+        assert code == 2 and "this PyAV build has no encoder for .webm" in err  # refused before work
         return
     assert code == 0
     got = probe(out)
@@ -388,12 +388,10 @@ def test_remux_joins_segments_with_the_source_audio_without_reencoding(tmp_path)
     first = write_clip(tmp_path / "seg1.mp4", frames=12, audio=False)
     second = write_clip(tmp_path / "seg2.mp4", frames=8, audio=False)
     out = tmp_path / "joined.mp4"
-    result = video_io.remux([first, second], src, out)
-    assert result.frames == 20 and result.copied == ["audio #1 aac (und)"] and result.dropped == []
+    notes = remux.join_segments([first, second], out, source=src)
+    assert notes == ["kept audio #1 aac (und)"]
     got = probe(out)
     assert got["frames"] == 20 and got["audio_samples"] == probe(src)["audio_samples"]
-    with pytest.raises(image_io.CliError, match="already exists"):
-        video_io.remux([first, second], src, out)
 
 
 def test_subtitles_are_copied_where_the_container_holds_them_and_dropped_aloud_elsewhere(tmp_path, model_file, capsys):
@@ -402,7 +400,7 @@ def test_subtitles_are_copied_where_the_container_holds_them_and_dropped_aloud_e
     srt.write_text("1\n00:00:00,100 --> 00:00:00,600\nHello there\n\n2\n00:00:00,700 --> 00:00:01,000\nBye\n")
     video_only = write_clip(tmp_path / "video.mkv", frames=10, audio=False)
     src = tmp_path / "subbed.mkv"
-    assert video_io.remux(video_only, srt, src).copied == ["subtitle #0 srt"]  # a source with a subtitle track
+    assert remux.join_segments([video_only], src, source=srt) == ["kept subtitle #0 srt"]  # a subtitled source
     args = ["--model", model_file, "--device", "cpu", "--quiet"]
     assert run_cli([src, "-o", tmp_path / "out.mkv", *args]) == 0
     with av.open(str(tmp_path / "out.mkv")) as container:
@@ -419,7 +417,7 @@ def test_subtitles_are_copied_where_the_container_holds_them_and_dropped_aloud_e
     "option,value,message",
     [
         ("--temporal-strength", "1.5", "1.5 is outside 0..0.95"),
-        ("--frames-per-chunk", "0", "0 is outside 1..4096"),
+        ("--frames-per-chunk", "0", "0 is outside 1..256"),
         ("--scene-cut-sensitivity", "5", "5 is outside 0..1"),
         ("--tile", "-1", "-1 is outside 16..16384 or 0"),
         ("--tile", "abc", "'abc' is not an integer"),
@@ -525,16 +523,6 @@ def test_folder_refuses_existing_outputs_unless_told_and_skip_existing_does_the_
 
 
 # -- real signals to a real process ---------------------------------------------------------------
-def _launch(args, tmp_path):
-    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
-    return subprocess.Popen(
-        [sys.executable, str(LAUNCHER), *map(str, args)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-    )
 
 
 def _wait_for(predicate, proc, timeout=120.0):
@@ -557,7 +545,7 @@ def test_signal_mid_video_leaves_nothing_and_the_rerun_is_not_blocked(tmp_path, 
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     out = out_dir / "long_x2.mp4"
-    proc = _launch(
+    proc = launch_cli(
         [long_clip, "-o", out, "--device", "cpu", "--quiet", "--frames-per-chunk", "4", "--model", DEMO_MODEL], tmp_path
     )
     started = _wait_for(lambda: any(p.stat().st_size > 0 for p in out_dir.iterdir()), proc)
@@ -566,7 +554,8 @@ def test_signal_mid_video_leaves_nothing_and_the_rerun_is_not_blocked(tmp_path, 
     proc.send_signal(signum)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == code, err
-    assert list(out_dir.iterdir()) == []  # no short video, no temporary file
+    # no short video, no temporary file; only the hidden work area (finished segments, for resume)
+    assert [p.name for p in out_dir.iterdir() if p.name != ".long_x2.mp4.paragonsr2-work"] == []
     assert "no partial output was left" in err and not CLASS_NAME.search(err)
     short = write_clip(tmp_path / "short.mp4", frames=6)
     assert run_cli([short, "-o", out, "--model", DEMO_MODEL, "--device", "cpu", "--quiet"]) == 0
@@ -581,7 +570,7 @@ def test_ctrl_c_while_a_png_is_saved_leaves_no_litter(tmp_path):
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     for _attempt in range(3):
-        proc = _launch(
+        proc = launch_cli(
             [src, "-o", out_dir / "big_x2.png", "--device", "cpu", "--quiet", "--tile", "512", "--model", DEMO_MODEL],
             tmp_path,
         )
@@ -600,7 +589,7 @@ def test_ctrl_c_while_a_png_is_saved_leaves_no_litter(tmp_path):
 def test_ctrl_c_in_a_folder_reports_what_is_finished_and_the_rerun_does_the_rest(tmp_path):
     folder = _folder(tmp_path, n=6, size=(320, 240))
     out = tmp_path / "out"
-    proc = _launch([folder, "-o", out, "--device", "cpu", "--quiet", "--model", DEMO_MODEL], tmp_path)
+    proc = launch_cli([folder, "-o", out, "--device", "cpu", "--quiet", "--model", DEMO_MODEL], tmp_path)
     assert _wait_for(lambda: (out / "f0.png").exists(), proc), proc.communicate()
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)

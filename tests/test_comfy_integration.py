@@ -14,11 +14,11 @@ import pytest
 import torch
 
 from packlib import (
+    combo_options,
     import_pack,
     load_reference,
     max_abs,
     natural_image,
-    node_defaults,
     reference_case_for,
     run_node,
     submodule,
@@ -43,6 +43,9 @@ def realtime():
 def comfy(tmp_path_factory, realtime):
     base = tmp_path_factory.mktemp("comfy_base")
     os.environ["STANDIN_COMFY_BASE"] = str(base)
+    # These tests are about the torch engine ComfyUI's manager owns: keep the CPU on torch (the
+    # nodes' default may pick OpenVINO / ONNX Runtime on a CPU where they measure faster).
+    os.environ["PARAGONSR2_CPU_BACKEND"] = "torch"
     sys.path.insert(0, str(STANDIN))
     try:
         import_pack(IN_COMFY)
@@ -58,6 +61,7 @@ def comfy(tmp_path_factory, realtime):
     finally:
         sys.path.remove(str(STANDIN))
         os.environ.pop("STANDIN_COMFY_BASE", None)
+        os.environ.pop("PARAGONSR2_CPU_BACKEND", None)
         for name in [m for m in sys.modules if m.split(".")[0] in STANDIN_MODULES]:
             del sys.modules[name]
 
@@ -135,9 +139,9 @@ def test_loader_output_carries_a_patcher_for_current_core_nodes(comfy):
 def test_a_device_from_another_machine_validates_and_falls_back(comfy, caplog, nodes_module):
     node = {"image_nodes": "ParagonSR2Upscale", "video_nodes": "ParagonSR2VideoUpscale"}[nodes_module]
     cls = getattr(comfy[nodes_module], node)
-    assert "cuda:7" not in cls.INPUT_TYPES()["optional"]["device"][0]  # built from this machine
-    assert cls.VALIDATE_INPUTS(device="cuda:7") is True and cls.VALIDATE_INPUTS() is True
-    assert cls.VALIDATE_INPUTS(device=3) is not True
+    assert "cuda:7" not in combo_options(cls, "device")  # built from this machine
+    assert cls.validate_inputs(device="cuda:7") is True and cls.validate_inputs() is True
+    assert cls.validate_inputs(device=3) is not True
     with caplog.at_level(logging.WARNING, logger="ParagonSR2"):
         assert comfy["shared"].resolve_device("cuda:7") == torch.device("cpu")  # ComfyUI's device
         assert comfy["shared"].resolve_device("no-such-device") == torch.device("cpu")
@@ -167,11 +171,17 @@ def test_meta_batch_state_continues_only_the_next_batch_of_the_same_run(caplog):
     node = video_nodes.ParagonSR2VideoUpscale
 
     def run(part, manager, requeue, node_id="9"):
-        # prompt and unique_id are hidden inputs: ComfyUI passes them besides the widgets
-        args = node_defaults(
-            node, model=handle, frames=part, temporal_strength=0.6, scene_cut_sensitivity=0.0, meta_batch=manager
-        )
-        return node().upscale(**args, prompt=_prompt(manager, requeue), unique_id=node_id)[0]
+        # prompt and unique_id are hidden inputs: ComfyUI hands them to the node as cls.hidden
+        hidden = {"prompt": _prompt(manager, requeue), "unique_id": node_id}
+        return run_node(
+            node,
+            hidden=hidden,
+            model=handle,
+            frames=part,
+            temporal_strength=0.6,
+            scene_cut_sensitivity=0.0,
+            meta_batch=manager,
+        )[0]
 
     whole = run_node(node, model=handle, frames=frames, temporal_strength=0.6, scene_cut_sensitivity=0.0)[0]
     manager = MetaBatchManager()

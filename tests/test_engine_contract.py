@@ -68,7 +68,7 @@ def test_registry_backends_fill_the_contract(demo, backend, allocator):
 
 def test_registry_refuses_what_a_backend_cannot_serve(demo):
     with pytest.raises(ValueError, match="torch, onnxruntime, tensorrt"):
-        registry.make_engine("openvino", demo)
+        registry.make_engine("no_such_backend", demo)
     with pytest.raises(ValueError, match="TensorRT runs on CUDA GPUs only"):
         registry.make_engine("tensorrt", demo, "cpu")
     _available("onnxruntime")

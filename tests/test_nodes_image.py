@@ -1,4 +1,4 @@
-"""ParagonSR2 Loader / Upscale called the way ComfyUI calls them: INPUT_TYPES defaults, FUNCTION,
+"""ParagonSR2 Loader / Upscale called the way ComfyUI calls them: schema defaults, ``execute``,
 real model files written by the test, real tensors. Standalone (no ComfyUI) and under a
 stand-in of ComfyUI's modules (tests/comfy_standin) for folders, progress and interrupts."""
 
@@ -10,10 +10,12 @@ import pytest
 import torch
 
 from packlib import (
+    combo_options,
     import_pack,
     load_reference,
     max_abs,
     natural_image,
+    node_outputs,
     psnr,
     reference_case_for,
     submodule,
@@ -50,21 +52,23 @@ def models_dir(tmp_path, monkeypatch, arch, realtime):
 
 
 def test_node_classes_follow_the_comfyui_contract():
-    for node_id, cls in image_nodes.NODE_CLASS_MAPPINGS.items():
-        assert node_id in image_nodes.NODE_DISPLAY_NAME_MAPPINGS
-        assert cls.CATEGORY == "image/upscaling/ParagonSR2"
-        assert len(cls.DESCRIPTION) > 40
-        assert callable(getattr(cls, cls.FUNCTION))
-        assert len(cls.RETURN_TYPES) == len(cls.RETURN_NAMES) == len(cls.OUTPUT_TOOLTIPS)
-        spec = cls.INPUT_TYPES()
-        for section in spec.values():
-            for name, (_kind, opts) in section.items():
-                assert opts.get("tooltip"), f"{node_id}.{name} has no tooltip"
-    assert image_nodes.ParagonSR2Loader.RETURN_TYPES == ("PARAGONSR2_MODEL", "UPSCALE_MODEL")
+    registered = import_pack().NODE_CLASS_MAPPINGS
+    for cls in image_nodes.NODES:
+        schema = cls.define_schema()
+        assert registered[schema.node_id] is cls and schema.display_name
+        assert schema.category == "image/upscaling/ParagonSR2"
+        assert len(schema.description) > 40
+        assert all(o.tooltip for o in schema.outputs)
+        for item in schema.inputs:
+            assert item.tooltip, f"{schema.node_id}.{item.id} has no tooltip"
+    assert node_outputs(image_nodes.ParagonSR2Loader) == [
+        ("PARAGONSR2_MODEL", "paragonsr2_model"),
+        ("UPSCALE_MODEL", "upscale_model"),
+    ]
 
 
 def test_loader_lists_model_folders_and_applies_sharpness(models_dir):
-    names = image_nodes.ParagonSR2Loader.INPUT_TYPES()["required"]["model_name"][0]
+    names = combo_options(image_nodes.ParagonSR2Loader, "model_name")
     assert "rt.safetensors" in names and "sub/rt2.safetensors" in names
     assert "notes.txt" not in names
     handle, upscale_model = run(image_nodes.ParagonSR2Loader, model_name="sub/rt2.safetensors")
@@ -150,7 +154,7 @@ def test_bundled_models_are_listed_and_loadable(models_dir, monkeypatch, arch, r
     bundled.mkdir()
     arch.save_model(realtime, bundled / "demo.safetensors")
     monkeypatch.setattr(bridge, "BUNDLED_DIR", bundled)
-    names = image_nodes.ParagonSR2Loader.INPUT_TYPES()["required"]["model_name"][0]
+    names = combo_options(image_nodes.ParagonSR2Loader, "model_name")
     assert names[-1] == "(bundled) demo.safetensors"
     handle, _ = run(image_nodes.ParagonSR2Loader, model_name="(bundled) demo.safetensors")
     assert handle.variant == "realtime"
@@ -199,7 +203,7 @@ def test_comfyui_folders_progress_and_interrupt(comfy, arch, realtime):
     (base / "models" / "upscale_models").mkdir(parents=True)
     arch.save_model(realtime, base / "models" / "upscale_models" / "core.safetensors")
     arch.save_model(realtime, base / "models" / "paragonsr2" / "own.safetensors")
-    names = nodes.ParagonSR2Loader.INPUT_TYPES()["required"]["model_name"][0]
+    names = combo_options(nodes.ParagonSR2Loader, "model_name")
     assert {"core.safetensors", "own.safetensors"} <= set(names)
 
     handle, _ = run(nodes.ParagonSR2Loader, model_name="own.safetensors", precision="fp32")
@@ -232,13 +236,9 @@ def test_comfyui_folders_progress_and_interrupt(comfy, arch, realtime):
 WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")
 
 
-def widget_inputs(spec: dict) -> list[tuple[str, tuple]]:
-    return [
-        (name, s)
-        for section in ("required", "optional")
-        for name, s in spec.get(section, {}).items()
-        if isinstance(s[0], list) or s[0] in WIDGET_TYPES
-    ]
+def widget_inputs(node_cls) -> list:
+    """The schema inputs with a widget, in the order the frontend stores their values."""
+    return [item for item in node_cls.define_schema().inputs if str(item.io_type) in WIDGET_TYPES]
 
 
 def test_example_workflow_matches_the_nodes():
@@ -265,14 +265,16 @@ def test_example_workflow_matches_the_nodes():
             cls = all_nodes.get(node["type"])
             if cls is None:
                 continue
-            assert [o["type"] for o in node["outputs"]] == list(cls.RETURN_TYPES)
-            widgets = widget_inputs(cls.INPUT_TYPES())
+            assert [o["type"] for o in node["outputs"]] == [kind for kind, _ in node_outputs(cls)]
+            widgets = widget_inputs(cls)
             assert len(node["widgets_values"]) == len(widgets), node["type"]
-            for (name, spec), value in zip(widgets, node["widgets_values"]):
-                if isinstance(spec[0], list):
-                    assert value in spec[0], f"{node['type']}.{name}: {value!r} is not offered"
-                elif spec[0] == "BOOLEAN":
+            for item, value in zip(widgets, node["widgets_values"]):
+                name, kind = item.id, str(item.io_type)
+                if kind == "COMBO":
+                    assert value in item.options, f"{node['type']}.{name}: {value!r} is not offered"
+                elif kind == "BOOLEAN":
                     assert isinstance(value, bool), f"{node['type']}.{name}: {value!r}"
-                elif spec[0] in ("INT", "FLOAT"):
-                    low, high = spec[1].get("min", -float("inf")), spec[1].get("max", float("inf"))
+                elif kind in ("INT", "FLOAT"):
+                    low = item.min if item.min is not None else -float("inf")
+                    high = item.max if item.max is not None else float("inf")
                     assert low <= value <= high, f"{node['type']}.{name}: {value!r}"

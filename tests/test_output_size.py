@@ -45,8 +45,9 @@ def node_inputs_of(cls):
 @pytest.mark.parametrize("cls", [Upscale, Video])
 def test_inputs_are_optional_and_default_to_the_model_factor(cls):
     optional = node_inputs_of(cls)
-    modes, opts = optional["output_size"]
-    assert modes == ["model factor", "factor", "long side"] and opts["default"] == "model factor"
+    kind, opts = optional["output_size"]
+    assert kind == "COMBO" and opts["options"] == ["model factor", "factor", "long side"]
+    assert opts["default"] == "model factor"
     assert optional["output_factor"][0] == "FLOAT" and optional["output_long_side"][0] == "INT"
     for name in ("output_size", "output_factor", "output_long_side"):
         assert optional[name][1].get("tooltip")

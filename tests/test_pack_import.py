@@ -17,12 +17,17 @@ SCRIPT = textwrap.dedent("""
     sys.modules[spec.name] = pack
     spec.loader.exec_module(pack)
     assert pack.NODE_CLASS_MAPPINGS is not None
+    # Without ComfyUI the V3 node classes stand on the pack's own stand-in io.
+    assert set(pack.NODE_DISPLAY_NAME_MAPPINGS) == set(pack.NODE_CLASS_MAPPINGS) >= {{
+        "ParagonSR2Loader", "ParagonSR2Upscale", "ParagonSR2VideoUpscale"}}
+    comfy_io = sys.modules[spec.name + ".nodes.comfy_io"]
+    assert not comfy_io.IN_COMFYUI_API and comfy_io.io.__name__.endswith(".nodes.io_standin")
     # Every module of the pack imports without optional dependencies.
     import importlib, pkgutil
     for info in pkgutil.walk_packages(pack.__path__, spec.name + "."):
         if not info.name.split(".")[1] in ("tests", "benchmarks", "scripts", "example_workflows"):
             importlib.import_module(info.name)
-    for bad in ("comfy", "folder_paths", "tensorrt", "onnxruntime"):
+    for bad in ("comfy", "comfy_api", "folder_paths", "tensorrt", "onnxruntime"):
         assert bad not in sys.modules, bad + " was imported"
     ours = [m for m in sys.modules if m.startswith("ComfyUI-ParagonSR2.")]
     assert any(m.endswith(".paragonsr2_arch") for m in ours), ours

@@ -1,91 +1,44 @@
-"""The pack inside a real ComfyUI server, as users run it.
+"""The pack inside a real ComfyUI server, as users run it, once per ComfyUI version configured
+(.ci/comfyui.sh: 0.3.64 and 0.33.0; the servers come from tests/comfyui_probe).
 
 Covers: nodes listed; workflows queued and their saved pixels checked; our UPSCALE_MODEL in
-0.3.64's core node and in a node written to current core's contract (``.patcher``); our weights
-in ComfyUI's loaded models after an upscale and gone after ``POST /free``; a device name from
+core's node and in a node written to current core's contract (``.patcher``); our weights in
+ComfyUI's loaded models after an upscale and gone after ``POST /free``; a device name from
 another machine; cancel latency and the first progress message (photo 2048x1536, defaults);
 both templates validated against /object_info and run (the video one with core video nodes:
 frame count, fps and audio kept); the temporal state across the prompts of a meta batch.
 
-Runs when COMFYUI_DIR points at a ComfyUI checkout (COMFYUI_PYTHON: its interpreter, default
-this one; .ci/comfyui.sh builds both); skipped otherwise. The server gets a temporary
---base-directory (models, input, output, custom_nodes with links to this pack and to the
-test-only nodes in tests/comfyui_probe), so the checkout itself is never touched.
+Version differences the checks allow for: 0.33's Save Video takes ``format`` as a DynamicCombo
+(plain strings still validate), its Get Video Components adds ``bit_depth``/``color_space``
+outputs after the three 0.3.64 has, and only 0.33's server sends ``search_aliases``.
 """
 
-import base64
-import json
-import os
 import re
 import shutil
-import signal
-import socket
-import struct
-import subprocess
-import sys
 import time
-import urllib.request
 import uuid
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from comfyui_probe import PACK_FOLDER, PACK_ROOT, WIDGET_TYPES, combo_options, server_fixture, spec_type, ui_to_api
 
-from packlib import PACK_ROOT, load_reference, natural_image, reference_cases
+from packlib import load_reference, natural_image, reference_cases
 
 pytestmark = pytest.mark.comfyui
-COMFYUI_DIR = os.environ.get("COMFYUI_DIR", "")
-if not COMFYUI_DIR or not (Path(COMFYUI_DIR) / "main.py").is_file():
-    pytest.skip(
-        "set COMFYUI_DIR to a ComfyUI checkout (and COMFYUI_PYTHON to its python) to run "
-        "the real-ComfyUI test; see docs/nodes.md",
-        allow_module_level=True,
-    )
-
-PYTHON = os.environ.get("COMFYUI_PYTHON") or sys.executable
-PACK_FOLDER = "ComfyUI-ParagonSR2"
-PROBE_FOLDER = "paragonsr2_test_probe"
 SAMPLE_CLIP = PACK_ROOT / "assets" / "sample_clip.mp4"
 CANCEL_IMAGE = (1536, 2048)  # height, width of the cancel-latency photo
-STARTUP_TIMEOUT = 240
 RUN_TIMEOUT = 300
 CASE = next(c for c in reference_cases() if c["variant"] == "realtime" and c["upsampler_alpha"] > 0)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _get(url: str, timeout: float = 30):
-    with urllib.request.urlopen(url, timeout=timeout) as r:
-        return json.loads(r.read())
-
-
-def _post(url: str, payload: dict):
-    req = urllib.request.Request(url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=30) as r:
-            body = r.read()
-            return json.loads(body) if body else None  # /interrupt and /free answer with no body
-    except urllib.error.HTTPError as exc:  # ComfyUI explains a rejected prompt in the body
-        raise AssertionError(f"POST {url} -> {exc.code}: {exc.read().decode()[:2000]}") from None
-
-
-@pytest.fixture(scope="module")
-def comfyui(tmp_path_factory):
-    """A ComfyUI server on a free loopback port with a throw-away base directory."""
+def _prepare(base):
+    """Models and inputs for this module: the reference realtime model (ours and core's folder),
+    a broken file, an untrained photo x2, a small image, the sample clip and the big photo."""
     from PIL import Image
 
-    base = tmp_path_factory.mktemp("comfyui_base")
-    for sub in ("custom_nodes", "input", "output", "models/upscale_models", "models/paragonsr2"):
-        (base / sub).mkdir(parents=True, exist_ok=True)
-    (base / "custom_nodes" / PACK_FOLDER).symlink_to(PACK_ROOT, target_is_directory=True)
-    (base / "custom_nodes" / PROBE_FOLDER).symlink_to(Path(__file__).parent / "comfyui_probe", target_is_directory=True)
+    from paragonsr2_pack import paragonsr2_arch as arch
 
-    arch = sys.modules["paragonsr2_pack.paragonsr2_arch"]
     model, _ = load_reference(CASE)
     arch.save_model(model, base / "models" / "paragonsr2" / "own.safetensors")
     arch.save_model(model, base / "models" / "upscale_models" / "core.safetensors")
@@ -98,56 +51,14 @@ def comfyui(tmp_path_factory):
     arch.save_model(arch.build_model("photo", 2), base / "models" / "paragonsr2" / "photo_x2.safetensors")
     big = natural_image(*CANCEL_IMAGE, seed=5)
     Image.fromarray((big[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(base / "input" / "big.png")
+    return {"model": model, "lr_u8": pixels, "arch": arch}
 
-    port = _free_port()
-    log_path = base / "server.log"
-    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", PYTHONUNBUFFERED="1")
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [
-                PYTHON,
-                "main.py",
-                "--cpu",
-                "--listen",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--disable-auto-launch",
-                "--base-directory",
-                str(base),
-            ],
-            cwd=COMFYUI_DIR,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"ComfyUI exited with {proc.returncode}:\n{log_path.read_text()[-4000:]}")
-            try:
-                _get(url + "/system_stats", timeout=2)
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"ComfyUI did not answer in {STARTUP_TIMEOUT} s:\n{log_path.read_text()[-4000:]}")
-                time.sleep(0.5)
-        yield {"url": url, "port": port, "base": base, "log": log_path, "model": model, "lr_u8": pixels, "arch": arch}
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)  # the session we started (server + its children)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+
+comfyui = server_fixture(prepare=_prepare)
 
 
 def test_pack_imports_and_nodes_are_listed(comfyui):
-    log = comfyui["log"].read_text()
+    log = comfyui.log_text()
     bad = [
         line
         for line in log.splitlines()
@@ -155,17 +66,22 @@ def test_pack_imports_and_nodes_are_listed(comfyui):
     ]
     assert not bad, "\n".join(bad)
     assert re.search(r"custom_nodes/" + re.escape(PACK_FOLDER), log), "the pack was not loaded:\n" + log[-3000:]
-    info = _get(comfyui["url"] + "/object_info")
+    info = comfyui.object_info()
     loader, upscale = info["ParagonSR2Loader"], info["ParagonSR2Upscale"]
     assert loader["output"] == ["PARAGONSR2_MODEL", "UPSCALE_MODEL"]
     assert loader["category"] == "image/upscaling/ParagonSR2" and loader["description"]
-    names = loader["input"]["required"]["model_name"][0]
+    names = combo_options(loader["input"]["required"]["model_name"])
     assert {"own.safetensors", "core.safetensors"} <= set(names)
     assert set(loader["input"]["required"]) == {"model_name", "sharpness", "precision"}
     assert {"model", "image", "tile_size"} <= set(upscale["input"]["required"])
     assert upscale["output"] == ["IMAGE"]
     for spec in upscale["input"]["required"].values():
         assert spec[1].get("tooltip")
+    # Search aliases: 0.33's server sends the schema's search_aliases, 0.3.64's Schema has none.
+    if comfyui.at_least(0, 33):
+        assert "super resolution" in upscale.get("search_aliases", []), upscale.get("search_aliases")
+    else:
+        assert not upscale.get("search_aliases")
 
 
 def _prompt():
@@ -189,99 +105,46 @@ def _prompt():
     }
 
 
-def _run_prompt(url: str, prompt: dict, expect_error: bool = False) -> dict:
-    prompt_id = _post(url + "/prompt", {"prompt": prompt, "client_id": uuid.uuid4().hex})["prompt_id"]
-    deadline = time.monotonic() + RUN_TIMEOUT
-    while time.monotonic() < deadline:
-        entry = _get(f"{url}/history/{prompt_id}").get(prompt_id)
-        if entry and entry.get("status", {}).get("completed") is not None:
-            status = entry["status"]
-            if expect_error:
-                return dict(status.get("messages", []))
-            assert status.get("status_str") == "success", json.dumps(status.get("messages"), indent=1)[:4000]
-            return entry["outputs"]
-        time.sleep(0.5)
-    raise AssertionError(f"prompt {prompt_id} did not finish in {RUN_TIMEOUT} s")
-
-
-def _saved(url: str, outputs: dict, node: str) -> np.ndarray:
-    from io import BytesIO
-
-    from PIL import Image
-
-    image = outputs[node]["images"][0]
-    query = f"filename={image['filename']}&subfolder={image['subfolder']}&type={image['type']}"
-    with urllib.request.urlopen(f"{url}/view?{query}", timeout=30) as r:
-        return np.asarray(Image.open(BytesIO(r.read())).convert("RGB")).astype(np.float64)
-
-
 def test_workflows_save_the_librarys_pixels(comfyui):
-    outputs = _run_prompt(comfyui["url"], _prompt())
-    arch, model = comfyui["arch"], comfyui["model"]
-    lr = torch.from_numpy(comfyui["lr_u8"]).float().div(255).permute(2, 0, 1)[None]
+    outputs = comfyui.run(_prompt())
+    arch, model = comfyui.prepared["arch"], comfyui.prepared["model"]
+    lr = torch.from_numpy(comfyui.prepared["lr_u8"]).float().div(255).permute(2, 0, 1)[None]
     scale = CASE["scale"]
     # The library's result (realtime: tiled == whole image), as SaveImage writes it (x255, truncated).
     with torch.no_grad():
         own = model(lr).clamp(0, 1)[0].permute(1, 2, 0).numpy() * 255
         # Core "Load Upscale Model" sees no file metadata, so its sharpness is 0.0.
         core_model = arch.load_model(
-            comfyui["base"] / "models" / "upscale_models" / "core.safetensors", upsampler_alpha=0.0
+            comfyui.base / "models" / "upscale_models" / "core.safetensors", upsampler_alpha=0.0
         )
         core = core_model(lr).clamp(0, 1)[0].permute(1, 2, 0).numpy() * 255
     assert np.abs(own - core).max() > 2, "sharpness 0.3 vs 0.0 should differ visibly"
     for node, expected in (("4", own), ("7", core), ("9", own)):
-        saved = _saved(comfyui["url"], outputs, node)
+        saved = comfyui.image(outputs, node)
         assert saved.shape == (40 * scale, 52 * scale, 3), (node, saved.shape)
         # Truncation to uint8 plus float differences between torch builds: within one level.
         assert np.abs(saved - expected).max() <= 1.0 + 1e-3, (node, np.abs(saved - expected).max())
 
 
-WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")
-
-
-def _ui_to_api(workflow: dict, object_info: dict) -> dict:
-    """A UI-format workflow as the API graph the frontend would queue (frontend-only nodes such
-    as notes dropped; widget values matched to widget inputs in declaration order)."""
-    links = {l[0]: l for l in workflow["links"]}
-    prompt = {}
-    for node in workflow["nodes"]:
-        info = object_info.get(node["type"])
-        if info is None or node.get("mode", 0) != 0:
-            continue
-        linked = {i["name"]: links[i["link"]] for i in node.get("inputs", []) if i.get("link") is not None}
-        inputs, values = {}, list(node.get("widgets_values") or [])
-        for section in ("required", "optional"):
-            for name, spec in info["input"].get(section, {}).items():
-                is_widget = isinstance(spec[0], list) or spec[0] in WIDGET_TYPES
-                value = values.pop(0) if is_widget and values else None
-                if name in linked:
-                    inputs[name] = [str(linked[name][1]), linked[name][2]]
-                elif is_widget and value is not None:
-                    inputs[name] = value
-        prompt[str(node["id"])] = {"class_type": node["type"], "inputs": inputs}
-    return prompt
-
-
 def test_example_workflow_is_served_and_runs(comfyui):
-    url = comfyui["url"]
-    templates = _get(url + "/workflow_templates")
+    templates = comfyui.get("/workflow_templates")
     assert "ParagonSR2_image_upscale" in templates.get(PACK_FOLDER, []), templates
-    workflow = _get(f"{url}/api/workflow_templates/{PACK_FOLDER}/ParagonSR2_image_upscale.json")
-    prompt = _ui_to_api(workflow, _get(url + "/object_info"))
+    workflow = comfyui.get(f"/api/workflow_templates/{PACK_FOLDER}/ParagonSR2_image_upscale.json")
+    prompt = ui_to_api(workflow, comfyui.object_info())
     assert {n["class_type"] for n in prompt.values()} == {
         "LoadImage",
         "ParagonSR2Loader",
         "ParagonSR2Upscale",
         "SaveImage",
     }
-    outputs = _run_prompt(url, prompt)
+    outputs = comfyui.run(prompt)
     save_id = next(k for k, n in prompt.items() if n["class_type"] == "SaveImage")
-    saved = _saved(url, outputs, save_id)
+    saved = comfyui.image(outputs, save_id)
 
     loader = next(n for n in prompt.values() if n["class_type"] == "ParagonSR2Loader")
     bundled = loader["inputs"]["model_name"].removeprefix("(bundled) ")
-    model = comfyui["arch"].load_model(PACK_ROOT / "models" / bundled)  # sharpness auto = metadata
-    lr = torch.from_numpy(comfyui["lr_u8"]).float().div(255).permute(2, 0, 1)[None]
+    model = comfyui.prepared["arch"].load_model(PACK_ROOT / "models" / bundled)  # sharpness auto = metadata
+    lr = torch.from_numpy(comfyui.prepared["lr_u8"]).float().div(255).permute(2, 0, 1)[None]
     with torch.no_grad():
         expected = model(lr).clamp(0, 1)[0].permute(1, 2, 0).numpy() * 255
     assert saved.shape == expected.shape
@@ -292,11 +155,11 @@ def test_bad_model_file_shows_the_loaders_message(comfyui):
     prompt = _prompt()
     prompt["2"]["inputs"]["model_name"] = "broken.safetensors"
     prompt = {k: prompt[k] for k in ("1", "2", "3", "4")}
-    messages = _run_prompt(comfyui["url"], prompt, expect_error=True)
+    messages = comfyui.run_expecting_error(prompt)
     error = messages.get("execution_error")
     assert error, messages
-    with pytest.raises(comfyui["arch"].ModelLoadError) as expected:
-        comfyui["arch"].load_model(comfyui["base"] / "models" / "paragonsr2" / "broken.safetensors")
+    with pytest.raises(comfyui.prepared["arch"].ModelLoadError) as expected:
+        comfyui.prepared["arch"].load_model(comfyui.base / "models" / "paragonsr2" / "broken.safetensors")
     assert error["node_type"] == "ParagonSR2Loader" and error["exception_type"] == "ValueError"
     assert error["exception_message"].strip() == str(expected.value)  # ComfyUI appends a newline
 
@@ -305,30 +168,22 @@ def test_bad_model_file_shows_the_loaders_message(comfyui):
 
 
 def _lr_tensor(comfyui) -> torch.Tensor:
-    return torch.from_numpy(comfyui["lr_u8"]).float().div(255).permute(2, 0, 1)[None]
+    return torch.from_numpy(comfyui.prepared["lr_u8"]).float().div(255).permute(2, 0, 1)[None]
 
 
-def _loaded_models(url: str) -> list[dict]:
-    return _get(url + "/paragonsr2_test/loaded_models")
+def _ours_loaded(comfyui) -> list[dict]:
+    return [m for m in comfyui.loaded_models() if m["class"] == "ParagonSR2"]
 
 
-def _ours_loaded(url: str) -> list[dict]:
-    return [m for m in _loaded_models(url) if m["class"] == "ParagonSR2"]
-
-
-def _free_models(url: str, timeout: float = 30) -> None:
-    """POST /free {"unload_models": true} (ComfyUI's "Unload models") and wait until the prompt
-    worker has done it (it runs between prompts)."""
-    _post(url + "/free", {"unload_models": True})
-    deadline = time.monotonic() + timeout
-    while _ours_loaded(url):
-        assert time.monotonic() < deadline, f"still loaded {timeout} s after POST /free: {_loaded_models(url)}"
-        time.sleep(0.25)
+def _free_ours(comfyui) -> None:
+    """ComfyUI's "Unload models", waited for until none of our models is loaded."""
+    comfyui.free_models(still_loaded=lambda rows: any(r["class"] == "ParagonSR2" for r in rows))
 
 
 def test_current_core_contract_runs_our_upscale_model(comfyui):
-    """A node written like current core's Upscale Image (using Model) reads .patcher.load_device,
-    loads it with load_models_gpu and calls .to(device): our Loader's output must carry a patcher."""
+    """A node written like 0.33's Upscale Image (using Model) reads .patcher.load_device and loads
+    the patcher with load_models_gpu, then runs the model where that load put it: our Loader's
+    output must carry a patcher that moves our weights."""
     prompt = {
         "1": {"class_type": "LoadImage", "inputs": {"image": "lr.png"}},
         "2": {
@@ -341,22 +196,21 @@ def test_current_core_contract_runs_our_upscale_model(comfyui):
         },
         "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "current_core"}},
     }
-    outputs = _run_prompt(comfyui["url"], prompt)
+    outputs = comfyui.run(prompt)
     with torch.no_grad():
-        expected = comfyui["model"](_lr_tensor(comfyui)).clamp(0, 1)[0].permute(1, 2, 0).numpy() * 255
-    saved = _saved(comfyui["url"], outputs, "4")
+        expected = comfyui.prepared["model"](_lr_tensor(comfyui)).clamp(0, 1)[0].permute(1, 2, 0).numpy() * 255
+    saved = comfyui.image(outputs, "4")
     assert saved.shape == expected.shape
     assert np.abs(saved - expected).max() <= 1.0 + 1e-3
-    patchers = {m["patcher"] for m in _ours_loaded(comfyui["url"])}
+    patchers = {m["patcher"] for m in _ours_loaded(comfyui)}
     # Made the way core's loader makes one: CoreModelPatcher on newer cores, ModelPatcher on 0.3.64.
-    assert patchers & {"CoreModelPatcher", "ModelPatcher"}, _loaded_models(comfyui["url"])
+    assert patchers & {"CoreModelPatcher", "ModelPatcher"}, comfyui.loaded_models()
 
 
 @pytest.mark.parametrize("node", ["ParagonSR2Upscale", "ParagonSR2VideoUpscale"])
 def test_comfyui_owns_our_weights_and_free_releases_them(comfyui, node):
-    url = comfyui["url"]
-    _free_models(url)
-    assert not _ours_loaded(url)
+    _free_ours(comfyui)
+    assert not _ours_loaded(comfyui)
     prompt = {
         "1": {"class_type": "LoadImage", "inputs": {"image": "lr.png"}},
         "2": {
@@ -380,20 +234,20 @@ def test_comfyui_owns_our_weights_and_free_releases_them(comfyui, node):
                 "frames_per_chunk": 0,
             },
         }
-    _run_prompt(url, prompt)
-    ours = _ours_loaded(url)
+    comfyui.run(prompt)
+    ours = _ours_loaded(comfyui)
     # Exactly one copy, the one the node computed with, in ComfyUI's model manager on its device.
-    assert len(ours) == 1, _loaded_models(url)
+    assert len(ours) == 1, comfyui.loaded_models()
     assert ours[0]["load_device"] == ours[0]["weights_on"] == "cpu"  # --cpu: ComfyUI's device
-    assert ours[0]["bytes"] == sum(p.numel() * p.element_size() for p in comfyui["model"].parameters()) + sum(
-        b.numel() * b.element_size() for b in comfyui["model"].buffers()
+    assert ours[0]["bytes"] == sum(p.numel() * p.element_size() for p in comfyui.prepared["model"].parameters()) + sum(
+        b.numel() * b.element_size() for b in comfyui.prepared["model"].buffers()
     )
-    _free_models(url)
-    assert not _ours_loaded(url), _loaded_models(url)
+    _free_ours(comfyui)
+    assert not _ours_loaded(comfyui), comfyui.loaded_models()
     # Queued again with nothing changed the node is cached; a new image runs it and reloads.
     prompt["1"]["inputs"]["image"] = "example.png"
-    _run_prompt(url, prompt)
-    assert len(_ours_loaded(url)) == 1, _loaded_models(url)
+    comfyui.run(prompt)
+    assert len(_ours_loaded(comfyui)) == 1, comfyui.loaded_models()
 
 
 def test_device_saved_on_another_machine_validates_and_falls_back(comfyui):
@@ -401,80 +255,24 @@ def test_device_saved_on_another_machine_validates_and_falls_back(comfyui):
     prompt = {k: prompt[k] for k in ("1", "2", "3", "4")}
     prompt["3"]["inputs"]["device"] = "cuda:7"
     prompt["4"]["inputs"]["filename_prefix"] = "portable"
-    outputs = _run_prompt(comfyui["url"], prompt)  # validation accepted it
+    outputs = comfyui.run(prompt)  # validation accepted it
     with torch.no_grad():
-        expected = comfyui["model"](_lr_tensor(comfyui)).clamp(0, 1)[0].permute(1, 2, 0).numpy() * 255
-    assert np.abs(_saved(comfyui["url"], outputs, "4") - expected).max() <= 1.0 + 1e-3
-    assert "cuda:7" in comfyui["log"].read_text() and "using ComfyUI's device instead" in comfyui["log"].read_text()
+        expected = comfyui.prepared["model"](_lr_tensor(comfyui)).clamp(0, 1)[0].permute(1, 2, 0).numpy() * 255
+    assert np.abs(comfyui.image(outputs, "4") - expected).max() <= 1.0 + 1e-3
+    assert "cuda:7" in comfyui.log_text() and "using ComfyUI's device instead" in comfyui.log_text()
 
 
 # -- cancel latency and the first progress message ---------------------------------------------
 
 
-class _WebSocket:
-    """The few lines of RFC 6455 a client needs to read ComfyUI's JSON messages (stdlib only:
-    the test environment has no websocket package). Unfragmented frames, no extensions."""
-
-    def __init__(self, port: int, client_id: str):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-        key = base64.b64encode(os.urandom(16)).decode()
-        self.sock.sendall(
-            (
-                f"GET /ws?clientId={client_id} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-                "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-            ).encode()
-        )
-        self.buf = b""
-        while b"\r\n\r\n" not in self.buf:
-            self.buf += self._recv()
-        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
-        assert b" 101 " in head.split(b"\r\n", 1)[0], head
-
-    def _recv(self) -> bytes:
-        chunk = self.sock.recv(65536)
-        if not chunk:
-            raise ConnectionError("websocket closed")
-        return chunk
-
-    def _take(self, n: int) -> bytes:
-        while len(self.buf) < n:
-            self.buf += self._recv()
-        out, self.buf = self.buf[:n], self.buf[n:]
-        return out
-
-    def next_json(self, deadline: float) -> dict | None:
-        """The next text message as JSON (binary preview frames skipped); None at the deadline."""
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return None
-            self.sock.settimeout(remaining)
-            try:
-                b0, b1 = self._take(2)
-                size = b1 & 0x7F
-                if size == 126:
-                    size = struct.unpack(">H", self._take(2))[0]
-                elif size == 127:
-                    size = struct.unpack(">Q", self._take(8))[0]
-                payload = self._take(size)
-            except TimeoutError:
-                return None
-            if b0 & 0x0F == 1:
-                return json.loads(payload)
-
-    def close(self):
-        self.sock.close()
-
-
 CANCEL_DELAYS = (1.0, 0.5, 2.0)  # seconds after the first progress message, one run each
 
 
-def _cancel_once(url: str, ws: _WebSocket, client_id: str, prompt: dict, delay: float) -> dict:
+def _cancel_once(comfyui, ws, client_id: str, prompt: dict, delay: float) -> dict:
     """Queue ``prompt``, wait for node 3's first progress message, POST /interrupt ``delay`` s
     later, wait for execution_interrupted; the times in seconds."""
     queued = time.monotonic()
-    prompt_id = _post(url + "/prompt", {"prompt": prompt, "client_id": client_id})["prompt_id"]
+    prompt_id = comfyui.queue(prompt, client_id)
     started = first_progress = None
     while first_progress is None:
         message = ws.next_json(queued + RUN_TIMEOUT)
@@ -490,7 +288,7 @@ def _cancel_once(url: str, ws: _WebSocket, client_id: str, prompt: dict, delay: 
             raise AssertionError(f"the run ended before any progress: {message}")
     time.sleep(delay)  # now inside a tile
     interrupted_at = time.monotonic()
-    _post(url + "/interrupt", {})
+    comfyui.post("/interrupt", {})
     stopped = None
     while stopped is None:
         message = ws.next_json(interrupted_at + 120)
@@ -498,7 +296,7 @@ def _cancel_once(url: str, ws: _WebSocket, client_id: str, prompt: dict, delay: 
         assert message["type"] != "execution_success", "the run finished instead of stopping"
         if message["type"] == "execution_interrupted":
             stopped = time.monotonic()
-    entry = _get(f"{url}/history/{prompt_id}").get(prompt_id, {})
+    entry = comfyui.get(f"/history/{prompt_id}").get(prompt_id, {})
     assert entry.get("status", {}).get("status_str") != "success"
     return {
         "node_to_progress": first_progress - (started or queued),
@@ -512,7 +310,7 @@ def test_cancel_latency_and_first_progress(comfyui):
     node starts and POST /interrupt must stop it soon (targets 5 s and 3 s). The measured values
     are printed and asserted only against a hang ceiling: timings on shared CPU cores are noisy,
     and speed belongs in benchmarks/."""
-    url, client_id = comfyui["url"], uuid.uuid4().hex
+    client_id = uuid.uuid4().hex
     prompt = {
         "1": {"class_type": "LoadImage", "inputs": {"image": "big.png"}},
         "2": {
@@ -522,9 +320,9 @@ def test_cancel_latency_and_first_progress(comfyui):
         "3": {"class_type": "ParagonSR2Upscale", "inputs": {"model": ["2", 0], "image": ["1", 0], "tile_size": 0}},
         "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "cancelled"}},
     }
-    ws = _WebSocket(comfyui["port"], client_id)
+    ws = comfyui.websocket(client_id)
     try:
-        runs = [_cancel_once(url, ws, client_id, prompt, delay) for delay in CANCEL_DELAYS]
+        runs = [_cancel_once(comfyui, ws, client_id, prompt, delay) for delay in CANCEL_DELAYS]
     finally:
         ws.close()
     for key in ("node_to_progress", "queue_to_progress", "cancel"):
@@ -539,24 +337,19 @@ def test_cancel_latency_and_first_progress(comfyui):
 # -- templates -------------------------------------------------------------------------------
 
 FRONTEND_ONLY_NODES = {"MarkdownNote", "Note", "Reroute", "PrimitiveNode"}
-TEMPLATES = ("ParagonSR2_image_upscale", "ParagonSR2_video_upscale")
+TEMPLATES = ("ParagonSR2_image_upscale", "ParagonSR2_video_upscale", "ParagonSR2_video_streaming")
 
 
-def _template(url: str, name: str) -> dict:
-    return _get(f"{url}/api/workflow_templates/{PACK_FOLDER}/{name}.json")
-
-
-def _spec_type(spec) -> str:
-    return "COMBO" if isinstance(spec[0], list) else spec[0]
+def _template(comfyui, name: str) -> dict:
+    return comfyui.get(f"/api/workflow_templates/{PACK_FOLDER}/{name}.json")
 
 
 @pytest.mark.parametrize("name", TEMPLATES)
 def test_template_matches_object_info(comfyui, name):
     """Every node exists, every link joins an output and an input of the link's type, widget
     values line up with the widget inputs, and our nodes carry registry properties."""
-    url = comfyui["url"]
-    assert name in _get(url + "/workflow_templates")[PACK_FOLDER]
-    workflow, info = _template(url, name), _get(url + "/object_info")
+    assert name in comfyui.get("/workflow_templates")[PACK_FOLDER]
+    workflow, info = _template(comfyui, name), comfyui.object_info()
     nodes = {n["id"]: n for n in workflow["nodes"]}
     for node in nodes.values():
         if node["type"] in FRONTEND_ONLY_NODES:
@@ -564,12 +357,15 @@ def test_template_matches_object_info(comfyui, name):
         assert node["type"] in info, f"{name}: node type {node['type']} unknown to this ComfyUI"
         spec = info[node["type"]]
         inputs = {k: v for section in ("required", "optional") for k, v in spec["input"].get(section, {}).items()}
-        widgets = [k for k, v in inputs.items() if _spec_type(v) in WIDGET_TYPES]
+        widgets = [k for k, v in inputs.items() if spec_type(v) in WIDGET_TYPES]
+        required = [k for k in widgets if k in spec["input"].get("required", {})]
         values = node.get("widgets_values") or []
         uploads = sum(
             1 for v in inputs.values() if len(v) > 1 and (v[1].get("image_upload") or v[1].get("video_upload"))
         )
-        assert len(widgets) <= len(values) <= len(widgets) + uploads, (name, node["type"], widgets, values)
+        # A newer core may add optional widgets (0.33's Create Video: bit_depth) that a workflow
+        # saved by an older frontend lacks; the frontend gives them their defaults.
+        assert len(required) <= len(values) <= len(widgets) + uploads, (name, node["type"], widgets, values)
         for slot in node.get("inputs", []):
             assert slot["name"] in inputs, (name, node["type"], slot["name"])
         if node["type"].startswith("ParagonSR2"):
@@ -579,7 +375,7 @@ def test_template_matches_object_info(comfyui, name):
         out_type = info[nodes[src]["type"]]["output"][src_slot]
         target = nodes[dst]["inputs"][dst_slot]
         dst_spec = info[nodes[dst]["type"]]["input"]
-        in_type = _spec_type({**dst_spec.get("required", {}), **dst_spec.get("optional", {})}[target["name"]])
+        in_type = spec_type({**dst_spec.get("required", {}), **dst_spec.get("optional", {})}[target["name"]])
         assert target["link"] == link_id and kind == out_type == in_type, (name, link_id, kind, out_type, in_type)
     required = [
         (n["id"], k)
@@ -587,7 +383,7 @@ def test_template_matches_object_info(comfyui, name):
         if n["type"] not in FRONTEND_ONLY_NODES
         for k in info[n["type"]]["input"].get("required", {})
     ]
-    prompt = _ui_to_api(workflow, info)
+    prompt = ui_to_api(workflow, info)
     missing = [(i, k) for i, k in required if k not in prompt[str(i)]["inputs"]]
     assert not missing, f"{name}: required inputs neither linked nor set: {missing}"
 
@@ -615,9 +411,8 @@ def _video_facts(data: bytes) -> dict:
 
 def test_video_template_keeps_frames_fps_and_audio(comfyui):
     pytest.importorskip("av")
-    url = comfyui["url"]
-    workflow, info = _template(url, "ParagonSR2_video_upscale"), _get(url + "/object_info")
-    prompt = _ui_to_api(workflow, info)
+    workflow, info = _template(comfyui, "ParagonSR2_video_upscale"), comfyui.object_info()
+    prompt = ui_to_api(workflow, info)
     assert {n["class_type"] for n in prompt.values()} == {
         "LoadVideo",
         "GetVideoComponents",
@@ -630,12 +425,9 @@ def test_video_template_keeps_frames_fps_and_audio(comfyui):
     assert "assets/sample_clip.mp4" in note and "input" in note
     loader = next(n for n in prompt.values() if n["class_type"] == "LoadVideo")
     assert loader["inputs"]["file"] == SAMPLE_CLIP.name
-    outputs = _run_prompt(url, prompt)
+    outputs = comfyui.run(prompt)
     save_id = next(k for k, n in prompt.items() if n["class_type"] == "SaveVideo")
-    saved = next(iter(outputs[save_id].values()))[0]
-    query = f"filename={saved['filename']}&subfolder={saved['subfolder']}&type={saved['type']}"
-    with urllib.request.urlopen(f"{url}/view?{query}", timeout=30) as r:
-        result = _video_facts(r.read())
+    result = _video_facts(comfyui.video_bytes(outputs, save_id))
     source = _video_facts(SAMPLE_CLIP.read_bytes())
     assert source["audio"] is not None and source["frames"] > 1
     assert result["frames"] == source["frames"]
@@ -646,19 +438,6 @@ def test_video_template_keeps_frames_fps_and_audio(comfyui):
 
 
 # -- long videos: the temporal state across the prompts of one meta batch ----------------------
-
-
-def _saved_frames(url: str, outputs: dict, node: str) -> np.ndarray:
-    from io import BytesIO
-
-    from PIL import Image
-
-    frames = []
-    for image in outputs[node]["images"]:
-        query = f"filename={image['filename']}&subfolder={image['subfolder']}&type={image['type']}"
-        with urllib.request.urlopen(f"{url}/view?{query}", timeout=30) as r:
-            frames.append(np.asarray(Image.open(BytesIO(r.read())).convert("RGB")).astype(np.float64))
-    return np.stack(frames)
 
 
 def _clip_prompt(
@@ -706,20 +485,20 @@ def _clip_prompt(
 
 
 def test_meta_batch_carries_the_temporal_state_between_prompts(comfyui):
-    url, half = comfyui["url"], 5
-    whole = _saved_frames(url, _run_prompt(url, _clip_prompt(0, 2 * half, "meta_whole")), "7")
-    first = _saved_frames(url, _run_prompt(url, _clip_prompt(0, half, "meta_a", requeue=0)), "7")
-    second = _saved_frames(url, _run_prompt(url, _clip_prompt(half, half, "meta_b", requeue=1)), "7")
+    half = 5
+    whole = comfyui.images(comfyui.run(_clip_prompt(0, 2 * half, "meta_whole")), "7")
+    first = comfyui.images(comfyui.run(_clip_prompt(0, half, "meta_a", requeue=0)), "7")
+    second = comfyui.images(comfyui.run(_clip_prompt(half, half, "meta_b", requeue=1)), "7")
     joined = np.concatenate([first, second])
     assert joined.shape == whole.shape
     assert np.abs(joined - whole).max() <= 1.0 + 1e-3, np.abs(joined - whole).max()
     # Batch 0 of a new run starts fresh, so the state mattered: the second half on its own differs.
-    fresh = _saved_frames(url, _run_prompt(url, _clip_prompt(half, half, "meta_fresh", requeue=0)), "7")
+    fresh = comfyui.images(comfyui.run(_clip_prompt(half, half, "meta_fresh", requeue=0)), "7")
     assert np.abs(fresh[0] - whole[half]).max() > 2
     # A gap (batch 2 after a fresh batch 0) never joins frames that are not consecutive.
-    gap = _saved_frames(url, _run_prompt(url, _clip_prompt(half, half, "meta_gap", requeue=2)), "7")
+    gap = comfyui.images(comfyui.run(_clip_prompt(half, half, "meta_gap", requeue=2)), "7")
     assert np.abs(gap - fresh).max() <= 1.0 + 1e-3
-    assert "meta batch 2 has no state from batch 1" in comfyui["log"].read_text()
+    assert "meta batch 2 has no state from batch 1" in comfyui.log_text()
 
 
 def test_two_ranges_with_start_frame_join_seamlessly(comfyui):
@@ -728,23 +507,14 @@ def test_two_ranges_with_start_frame_join_seamlessly(comfyui):
     A's and B's outputs joined equal one run over [0, n) (docs: start_frame)."""
     from paragonsr2_pack.engines.video import chunks
 
-    url, n, k, strength = comfyui["url"], 24, 12, 0.2
+    n, k, strength = 24, 12, 0.2
     warmup = chunks.warmup_frames(strength)
     assert 0 < warmup < k
-    whole = _saved_frames(
-        url, _run_prompt(url, _clip_prompt(0, n, "range_whole", strength=strength, sensitivity=0.6)), "7"
-    )
-    part_a = _saved_frames(
-        url, _run_prompt(url, _clip_prompt(0, k, "range_a", strength=strength, sensitivity=0.6)), "7"
-    )
-    part_b = _saved_frames(
-        url,
-        _run_prompt(
-            url,
-            _clip_prompt(k - warmup, n - k + warmup, "range_b", strength=strength, sensitivity=0.6, start_frame=warmup),
-        ),
-        "7",
-    )
+    whole = comfyui.images(comfyui.run(_clip_prompt(0, n, "range_whole", strength=strength, sensitivity=0.6)), "7")
+    part_a = comfyui.images(comfyui.run(_clip_prompt(0, k, "range_a", strength=strength, sensitivity=0.6)), "7")
+    tail = n - k + warmup
+    range_b = _clip_prompt(k - warmup, tail, "range_b", strength=strength, sensitivity=0.6, start_frame=warmup)
+    part_b = comfyui.images(comfyui.run(range_b), "7")
     assert part_a.shape[0] == k and part_b.shape[0] == n - k  # the warm-up frames are not output
     joined = np.concatenate([part_a, part_b])
     assert np.abs(joined - whole).max() <= 1.0 + 1e-3, np.abs(joined - whole).max()

@@ -3,27 +3,16 @@ benchmarks/scene_cuts.py: real photos panned, shaken, zoomed, faded, flashed and
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 
 import pytest
 import torch
 
-from packlib import PACK_ROOT, load_reference, reference_case_for
+from packlib import PACK_ROOT, load_file_module, load_reference, reference_case_for
 from paragonsr2_pack.engines.runtime import contract
 from paragonsr2_pack.engines.video import scene_cuts, temporal
 
-
-def _load_bench():
-    spec = importlib.util.spec_from_file_location("bench_scene_cuts", PACK_ROOT / "benchmarks" / "scene_cuts.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_bench()
+bench = load_file_module("bench_scene_cuts", PACK_ROOT / "benchmarks" / "scene_cuts.py")
 # A cut to a closer framing of the same low-detail photo: missed at every sensitivity
 # (documented in the scene_cuts docstring); every other ground-truth cut must be caught.
 KNOWN_MISSES = {("cuts to a closer framing", 6)}

@@ -4,8 +4,11 @@ environment with both, e.g. torch==2.14.1 + torchvision==0.29.1 (see docs/nodes.
 
 import pytest
 import torch
+import torch.nn.functional as F
 
-from packlib import load_reference, max_abs, natural_image, reference_cases
+from packlib import load_reference, max_abs, natural_image, reference_case_for, reference_cases, run_node
+from paragonsr2_pack.engines.backends.torch_engine import TorchEngine
+from paragonsr2_pack.engines.tiling import runner as tiling
 from paragonsr2_pack.paragonsr2_arch import spandrel_arch as sparch
 
 try:
@@ -18,6 +21,26 @@ except Exception as exc:  # ImportError, or torchvision failing to import beside
     )
 
 ONE_PER_VARIANT = list({c["variant"]: c for c in reversed(reference_cases())}.values())
+UPSTREAM_WINDOW = {"photo": 16, "pro": 16}  # upstream pads these; realtime / stream run as given
+
+
+@torch.no_grad()
+def upstream_inference(model, x):
+    """Upstream's scripts/run_inference.py, written out independently of the pack: reflect-pad
+    bottom/right to the window, run, crop, clamp."""
+    window = UPSTREAM_WINDOW.get(model.variant, 1)
+    h, w = x.shape[-2:]
+    padded = F.pad(x, (0, (-w) % window, 0, (-h) % window), mode="reflect") if window > 1 else x
+    return model(padded)[..., : h * model.scale, : w * model.scale].clamp(0, 1)
+
+
+def core_descriptor(arch, model, tmp_path):
+    """What core "Load Upscale Model" builds from a file: spandrel's loader on its tensors."""
+    from safetensors.torch import load_file
+
+    path = arch.save_model(model, tmp_path / "m.safetensors")
+    state = load_file(str(path))  # what ComfyUI's load_torch_file hands to spandrel
+    return ModelLoader().load_from_state_dict(state).eval(), state
 
 
 def _other_architectures():
@@ -55,11 +78,7 @@ def test_registered_once_on_pack_import():
 @pytest.mark.parametrize("case", ONE_PER_VARIANT, ids=lambda c: c["case"])
 def test_core_loader_path_loads_and_runs_paragonsr2(case, arch, tmp_path):
     model, _ = load_reference(case)
-    path = arch.save_model(model, tmp_path / "m.safetensors")
-    from safetensors.torch import load_file
-
-    state = load_file(str(path))  # what ComfyUI's load_torch_file hands to spandrel
-    descriptor = ModelLoader().load_from_state_dict(state).eval()
+    descriptor, state = core_descriptor(arch, model, tmp_path)
     assert isinstance(descriptor, ImageModelDescriptor)
     assert descriptor.architecture.id == "ParagonSR2"
     assert descriptor.scale == case["scale"] and descriptor.purpose == "SR"
@@ -68,7 +87,39 @@ def test_core_loader_path_loads_and_runs_paragonsr2(case, arch, tmp_path):
     # Core loaders cannot see file metadata: the sharpness is the published default, 0.0.
     expected = arch.load_model(state, upsampler_alpha=0.0)
     x = natural_image(21, 26, seed=3)
-    assert max_abs(descriptor(x), expected(x).clamp(0, 1)) <= 1e-6
+    assert max_abs(descriptor(x), upstream_inference(expected, x)) <= 1e-6
+
+
+@pytest.mark.parametrize("variant", ["photo", "pro"])
+def test_core_descriptor_gives_the_upscale_nodes_borders_on_odd_sizes(variant, arch, tmp_path):
+    """Core Upscale Image (using Model) calls the descriptor on each core tile; on an odd-size
+    image (one core tile) it must equal the pack's own runner, which pads as upstream does."""
+    model, _ = load_reference(reference_case_for(variant))
+    descriptor, state = core_descriptor(arch, model, tmp_path)
+    ours = arch.load_model(state, upsampler_alpha=0.0)  # core loading sees no metadata: 0.0
+    x = natural_image(37, 53, seed=11)
+    out = descriptor(x)
+    assert out.shape == (1, 3, 37 * 2, 53 * 2)
+    engine_out = tiling.upscale_image(TorchEngine(ours, "cpu", "fp32"), x.permute(0, 2, 3, 1))
+    assert max_abs(out.permute(0, 2, 3, 1), engine_out) <= 1e-4  # float rounding: optimised path
+    assert max_abs(out, upstream_inference(ours, x)) <= 1e-5
+    # The padding matters at these borders (an unpadded network is far off there).
+    with torch.no_grad():
+        unpadded = ours(x).clamp(0, 1)
+    assert max_abs(out[..., -2:, :], unpadded[..., -2:, :]) > 0.02
+    # A side reflection cannot pad to the window fails with the runner's one-line reason.
+    with pytest.raises(ValueError, match="at least 9 px"):
+        descriptor(natural_image(8, 40, seed=1))
+
+
+@pytest.mark.parametrize("variant", ["realtime", "stream"])
+def test_core_descriptor_runs_realtime_and_stream_unpadded_bit_for_bit(variant, arch, tmp_path):
+    model, _ = load_reference(reference_case_for(variant))
+    descriptor, state = core_descriptor(arch, model, tmp_path)
+    ours = arch.load_model(state, upsampler_alpha=0.0)
+    x = natural_image(37, 53, seed=11)
+    with torch.no_grad():
+        assert torch.equal(descriptor(x), ours(x).clamp(0, 1))
 
 
 def test_wrapped_and_legacy_state_dicts_are_detected(arch):
@@ -105,7 +156,7 @@ def test_loader_node_outputs_a_working_upscale_model(arch, tmp_path, monkeypatch
     (tmp_path / "paragonsr2").mkdir()
     arch.save_model(model, tmp_path / "paragonsr2" / "rt.safetensors")
     monkeypatch.setenv("PARAGONSR2_MODELS_DIR", str(tmp_path))
-    handle, descriptor = image_nodes.ParagonSR2Loader().load("rt.safetensors", "auto", "fp32")
+    handle, descriptor = run_node(image_nodes.ParagonSR2Loader, model_name="rt.safetensors", precision="fp32")
     assert isinstance(descriptor, ImageModelDescriptor)
     assert descriptor.model is not handle.model  # core nodes move/cast it; the master stays put
     x = natural_image(19, 23, seed=5)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from packlib import max_abs, natural_image
+from packlib import max_abs, natural_image, node_outputs
 from packlib import run_node as _run
 from paragonsr2_pack.engines.backends import tensorrt_build as build
 from paragonsr2_pack.engines.runtime import contract as base
@@ -32,19 +32,19 @@ def handle(arch, tmp_path_factory):
 
 
 def test_node_contract():
-    assert set(trt_nodes.NODE_CLASS_MAPPINGS) == {"ParagonSR2BuildTensorRTEngine", "ParagonSR2ExportONNX"}
-    assert set(trt_nodes.NODE_DISPLAY_NAME_MAPPINGS) == set(trt_nodes.NODE_CLASS_MAPPINGS)
-    for cls in trt_nodes.NODE_CLASS_MAPPINGS.values():
-        assert cls.CATEGORY == "image/upscaling/ParagonSR2" and cls.DESCRIPTION
-        assert hasattr(cls, cls.FUNCTION)
-        for name, (_kind, *opts) in cls.INPUT_TYPES()["required"].items():
-            assert opts and opts[0].get("tooltip"), f"{cls.__name__}.{name} has no tooltip"
+    schemas = {cls.define_schema().node_id: cls.define_schema() for cls in trt_nodes.NODES}
+    assert set(schemas) == {"ParagonSR2BuildTensorRTEngine", "ParagonSR2ExportONNX"}
+    for schema in schemas.values():
+        assert schema.category == "image/upscaling/ParagonSR2" and schema.description and schema.display_name
+        for item in schema.inputs:
+            assert item.tooltip, f"{schema.node_id}.{item.id} has no tooltip"
     b = trt_nodes.ParagonSR2BuildTensorRTEngine
-    assert b.RETURN_TYPES == ("PARAGONSR2_MODEL",)
+    assert node_outputs(b) == [("PARAGONSR2_MODEL", "paragonsr2_model")]
+    assert schemas["ParagonSR2BuildTensorRTEngine"].is_experimental  # not yet run on NVIDIA hardware
     spec = b.INPUT_TYPES()["required"]
     assert [spec[k][1]["default"] for k in ("min_tile", "opt_tile", "max_tile")] == [64, 512, 1024]
     e = trt_nodes.ParagonSR2ExportONNX
-    assert e.RETURN_TYPES == ("STRING",) and e.OUTPUT_NODE is True
+    assert node_outputs(e) == [("STRING", "onnx_path")] and schemas["ParagonSR2ExportONNX"].is_output_node
 
 
 @pytest.mark.skipif(REASON is None, reason="TensorRT is available here: the fallback path is not taken")
@@ -57,7 +57,7 @@ def test_build_without_tensorrt_falls_back_and_logs(handle, caplog):
     from paragonsr2_pack.nodes import image_nodes
 
     image = natural_image(24, 40, seed=1).permute(0, 2, 3, 1)
-    (up,) = image_nodes.ParagonSR2Upscale().upscale(out, image, tile_size=0, halo=-1, device="cpu")
+    (up,) = _run(image_nodes.ParagonSR2Upscale, model=out, image=image, device="cpu")
     assert up.shape == (1, 48, 80, 3)
 
 
@@ -79,25 +79,24 @@ def test_build_rejects_bad_input(handle):
 def test_export_onnx_node_writes_working_graph(handle, tmp_path, monkeypatch):
     ort = pytest.importorskip("onnxruntime")
     monkeypatch.setenv("PARAGONSR2_OUTPUT_DIR", str(tmp_path))
-    result = _run(trt_nodes.ParagonSR2ExportONNX, model=handle, precision="fp32", filename_prefix="onnx/demo")
-    (path,) = result["result"]
-    assert path == str(tmp_path / "onnx" / "demo_realtime_x2_fp32.onnx") and result["ui"]["text"] == [path]
+    # execute itself, to see the UI text ComfyUI shows under the node as well as the output
+    result = trt_nodes.ParagonSR2ExportONNX.execute(model=handle, precision="fp32", filename_prefix="onnx/demo")
+    (path,) = result.args
+    assert path == str(tmp_path / "onnx" / "demo_realtime_x2_fp32.onnx") and result.ui["text"] == [path]
     sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     x = natural_image(32, 48, seed=2)
     (y,) = sess.run(None, {"input": x.numpy()})
     with torch.inference_mode():
         assert max_abs(torch.from_numpy(y), handle.model(x)) <= 1e-4
     # A second export never overwrites the first.
-    (second,) = _run(trt_nodes.ParagonSR2ExportONNX, model=handle, precision="fp32", filename_prefix="onnx/demo")[
-        "result"
-    ]
+    (second,) = _run(trt_nodes.ParagonSR2ExportONNX, model=handle, precision="fp32", filename_prefix="onnx/demo")
     assert second != path and second.endswith("_00001.onnx")
 
 
 def test_export_onnx_node_video_and_fp16(handle, tmp_path, monkeypatch):
     ort = pytest.importorskip("onnxruntime")
     monkeypatch.setenv("PARAGONSR2_OUTPUT_DIR", str(tmp_path))
-    (path,) = _run(trt_nodes.ParagonSR2ExportONNX, model=handle, video=True)["result"]
+    (path,) = _run(trt_nodes.ParagonSR2ExportONNX, model=handle, video=True)
     assert path.endswith("ParagonSR2_realtime_x2_fp16_video.onnx")
     sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     assert [i.name for i in sess.get_inputs()] == ["input", "prev_feat", "temporal_alpha"]
@@ -128,7 +127,7 @@ def test_upscale_node_runs_on_an_onnxruntime_engine(handle):
 
     with_engine = handle.with_engine(orte.OnnxRuntimeEngine.from_model(handle.model, "fp32"))
     image = natural_image(37, 45, seed=4).permute(0, 2, 3, 1)
-    (up,) = image_nodes.ParagonSR2Upscale().upscale(with_engine, image, tile_size=0, halo=-1, device="cpu")
+    (up,) = _run(image_nodes.ParagonSR2Upscale, model=with_engine, image=image, device="cpu")
     with torch.inference_mode():
         whole = handle.model(image.permute(0, 3, 1, 2)).clamp(0, 1).permute(0, 2, 3, 1)
     assert max_abs(up, whole) <= 1e-4

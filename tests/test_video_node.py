@@ -1,4 +1,4 @@
-"""ParagonSR2 Video Upscale called the way ComfyUI calls it (widget defaults, FUNCTION, links),
+"""ParagonSR2 Video Upscale called the way ComfyUI calls it (widget defaults, ``execute``, links),
 with a model file written by the test and loaded through ParagonSR2 Loader."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import logging
 import pytest
 import torch
 
-from packlib import load_reference, max_abs, natural_image, reference_case_for
+from packlib import load_reference, max_abs, natural_image, node_outputs, reference_case_for
 from packlib import run_node as call
 from paragonsr2_pack.engines.runtime import contract
 from paragonsr2_pack.engines.video import scene_cuts, temporal
@@ -82,9 +82,10 @@ def test_node_follows_the_comfyui_contract(pack):
     assert required["motion_adaptive"][1]["default"] is False
     assert required["tile_size"][1]["default"] == 0 and required["frames_per_chunk"][1]["default"] == 0
     assert optional["temporal_state"][0] == "PARAGONSR2_TEMPORAL_STATE"
-    assert Node.RETURN_TYPES == ("IMAGE", "PARAGONSR2_TEMPORAL_STATE")
-    assert callable(getattr(Node, Node.FUNCTION))
-    assert Node.CATEGORY == "image/upscaling/ParagonSR2" and Node.DESCRIPTION
+    assert node_outputs(Node) == [("IMAGE", "frames"), ("PARAGONSR2_TEMPORAL_STATE", "temporal_state")]
+    schema = Node.define_schema()
+    assert schema.category == "image/upscaling/ParagonSR2" and schema.description
+    assert list(spec["hidden"]) == ["prompt", "unique_id"]
     for section, inputs in spec.items():
         if section == "hidden":  # filled by ComfyUI (prompt, node id), never shown
             continue
@@ -137,7 +138,7 @@ def test_node_rejects_other_model_types():
 
 def test_example_workflow_matches_the_nodes(pack):
     """The shipped UI workflow: only core nodes and ours, consistent links, and widget values
-    in the order of our INPUT_TYPES."""
+    in the order of our inputs (ComfyUI's INPUT_TYPES view of the V3 schema)."""
     import json
 
     from packlib import PACK_ROOT
@@ -156,7 +157,7 @@ def test_example_workflow_matches_the_nodes(pack):
                 name
                 for section in spec.values()
                 for name, (kind, *_) in section.items()
-                if isinstance(kind, list) or kind in ("INT", "FLOAT", "STRING", "BOOLEAN")
+                if isinstance(kind, list) or kind in ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")
             ]
             assert len(n["widgets_values"]) == len(widgets), n["type"]
     # Frame rate and audio go from Get Video Components straight to Create Video.

@@ -33,10 +33,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ...paragonsr2_arch import reference_mode
+from ...paragonsr2_arch.window_pad import pad_bchw
 from ..runtime.contract import ALIGN, frozen_copy
 from ..runtime.options import GRAPH_DTYPES
 
@@ -102,11 +102,7 @@ TENSORRT_OPS = frozenset(
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
     """Replicate-pad (B, C, h, w) at the bottom/right to multiples of ``multiple``."""
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    if not (ph or pw):
-        return x
-    return F.pad(x, (0, pw, 0, ph), mode="replicate")
+    return pad_bchw(x, multiple, mode="replicate")
 
 
 class ExportError(RuntimeError):

@@ -3,7 +3,7 @@
 Each backend module offers ``create_engine(model, *, device, precision, video, **options)``
 returning an Engine (engines/runtime/contract.py). Adding a backend = writing that module and
 one line in BACKENDS. Modules are imported on first use, so a missing optional dependency
-(onnxruntime, TensorRT) only matters to whoever picks that backend.
+(onnxruntime, TensorRT, OpenVINO) only matters to whoever picks that backend.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ BACKENDS = {
     "torch": ".torch_engine",
     "onnxruntime": ".onnxruntime_engine",
     "tensorrt": ".tensorrt_engine",
+    "openvino": ".openvino_engine",
+    "auto": ".auto",  # the fastest of the above for the model, device and precision (auto.py)
 }
 DEFAULT_BACKEND = "torch"
 

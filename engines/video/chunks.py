@@ -29,7 +29,8 @@ from dataclasses import dataclass
 
 import torch
 
-from . import motion, scene_cuts, temporal
+from . import scene_cuts, temporal
+from .options import VideoOptions
 
 WARMUP_TOLERANCE = 1e-6
 # Frames per chunk of a long shot. Per-chunk overhead (task start, seek to a keyframe, the
@@ -129,7 +130,7 @@ class CutFinder:
     def add(self, frames: torch.Tensor) -> None:
         with torch.inference_mode():
             for start in range(0, frames.shape[0], _STATE_BATCH):
-                thumbs = scene_cuts.thumbnails(temporal._frames_to_rgb(frames[start : start + _STATE_BATCH]))
+                thumbs = scene_cuts.thumbnails(temporal.frames_to_rgb(frames[start : start + _STATE_BATCH]))
                 restart = scene_cuts.detect_cuts(thumbs, self._history, self.sensitivity)
                 self.cuts += [self.frames + i for i, r in enumerate(restart) if r and self.frames + i > 0]
                 self.frames += thumbs.shape[0]
@@ -153,31 +154,42 @@ def state_at_frame(
     passes to upscale_video as model_key."""
     if frames.ndim != 4 or frames.shape[0] == 0:
         raise ValueError(f"frames must be a non-empty (N, H, W, C) batch; got {tuple(frames.shape)}")
-    alpha = float(temporal_strength)
     key, height, width = signature
-    previous = state if temporal._state_matches(state, key, height, width) else None
-    prev_blend, prev_thumb, prev_frame = (
-        (None, None, None) if previous is None else (previous.blended, previous.last_thumb, previous.last_frame)
-    )
+    state = state if temporal.state_matches(state, key, height, width) else None
     with torch.inference_mode():
         for start in range(0, frames.shape[0], _STATE_BATCH):
-            lr = temporal._frames_to_rgb(frames[start : start + _STATE_BATCH])
-            thumbs = scene_cuts.thumbnails(lr)
-            restart = scene_cuts.detect_cuts(thumbs, prev_thumb, scene_cut_sensitivity)
-            weights = [0.0 if r else alpha for r in restart]
-            maps = None
-            if motion_adaptive and alpha > 0 and any(w > 0 for w in weights):
-                maps = motion.motion_weights(lr, prev_frame if prev_frame is not None else lr[:1], alpha)
-            blended = temporal.blend_frames(lr, weights, maps, prev_blend)
-            prev_thumb = scene_cuts.recent_history(prev_thumb, thumbs)
-            prev_blend, prev_frame = blended[-1:].clone(), lr[-1:].clone()
-    # frames is not empty, so the loop ran: the three are tensors (said for the type checker)
-    assert prev_blend is not None and prev_thumb is not None and prev_frame is not None
-    seen = previous.frames_seen if previous is not None else 0
-    return temporal.TemporalState(
-        signature=(key, height, width),
-        blended=prev_blend,
-        last_thumb=prev_thumb,
-        last_frame=prev_frame,
-        frames_seen=seen + frames.shape[0],
+            lr = temporal.frames_to_rgb(frames[start : start + _STATE_BATCH])
+            _, state = temporal.advance(
+                lr,
+                state,
+                signature=(key, height, width),
+                alpha=float(temporal_strength),
+                sensitivity=scene_cut_sensitivity,
+                motion_adaptive=motion_adaptive,
+            )
+    assert state is not None  # frames is not empty, so the loop ran (said for the type checker)
+    return state
+
+
+def warm_up(
+    frames_before: torch.Tensor,
+    options: VideoOptions,
+    state: temporal.TemporalState | None,
+    model_key: str,
+) -> temporal.TemporalState | None:
+    """The state before a run that starts mid-clip: ``frames_before`` (N, H, W, C IMAGE, the
+    frames just before the first output frame) only build the state, exactly as upscaling them
+    with ``options`` would (state_at_frame); no network. ``state`` continues an earlier one;
+    ``model_key`` is what the caller passes to upscale_video (temporal.engine_key(engine) when
+    it passes none). No frames: ``state`` unchanged. Used by the Video Upscale node's
+    start_frame, the Ray workers and the streaming pipeline."""
+    if frames_before.shape[0] == 0:
+        return state
+    return state_at_frame(
+        frames_before,
+        temporal_strength=options.temporal_strength,
+        scene_cut_sensitivity=options.scene_cut_sensitivity,
+        motion_adaptive=options.motion_adaptive,
+        signature=(model_key, frames_before.shape[1], frames_before.shape[2]),
+        state=state,
     )

@@ -73,11 +73,13 @@ class TemporalState:
         return f"TemporalState({key}, {w}x{h} LR, after {self.frames_seen} frame(s))"
 
 
-def _engine_key(engine) -> str:
+def engine_key(engine) -> str:
+    """The model key of a state made by ``engine`` when the caller names none (command line, Ray
+    workers): variant and scale. The nodes pass a key that also names the model file."""
     return f"{engine.info.variant or 'paragonsr2'} x{engine.info.scale}"
 
 
-def _state_matches(state: TemporalState | None, key: str, height: int, width: int) -> bool:
+def state_matches(state: TemporalState | None, key: str, height: int, width: int) -> bool:
     if state is None:
         return False
     if not isinstance(state, TemporalState):
@@ -165,7 +167,43 @@ def blend_frames(
     return blended
 
 
-def _frames_to_rgb(chunk: torch.Tensor) -> torch.Tensor:
+def advance(
+    lr: torch.Tensor,
+    state: TemporalState | None,
+    *,
+    signature: tuple,
+    alpha: float,
+    sensitivity: float,
+    motion_adaptive: bool,
+) -> tuple[torch.Tensor, TemporalState]:
+    """THE recurrence step, over one chunk of LR frames (n, 3, H, W) in playback order: scene
+    cuts (against the state's recent thumbnails), motion weights, the blend. Returns the blended
+    frames b_t (``lr`` itself when nothing blends) and the state after the chunk's last frame.
+    ``state`` must already match (see state_matches) or be None (the first frame restarts).
+    Every path that needs the state (the runner, the warm-up, chunked and resumed runs) goes
+    through here, so their states are bit-identical by construction."""
+    prev_blend, prev_thumb, prev_frame = (
+        (None, None, None) if state is None else (state.blended, state.last_thumb, state.last_frame)
+    )
+    thumbs = scene_cuts.thumbnails(lr)
+    restart = scene_cuts.detect_cuts(thumbs, prev_thumb, sensitivity)
+    weights = [0.0 if r else alpha for r in restart]
+    maps = None
+    if motion_adaptive and alpha > 0 and any(w > 0 for w in weights):
+        maps = motion.motion_weights(lr, prev_frame if prev_frame is not None else lr[:1], alpha)
+    blended = blend_frames(lr, weights, maps, prev_blend)
+    seen = state.frames_seen if state is not None else 0
+    after = TemporalState(
+        signature=tuple(signature),
+        blended=blended[-1:].clone(),
+        last_thumb=scene_cuts.recent_history(prev_thumb, thumbs),
+        last_frame=lr[-1:].clone(),
+        frames_seen=seen + lr.shape[0],
+    )
+    return blended, after
+
+
+def frames_to_rgb(chunk: torch.Tensor) -> torch.Tensor:
     """(n, H, W, C) IMAGE slice, C = 1, 3 or 4 -> (n, 3, H, W) float32 RGB (gray replicated),
     in channels-last memory: the layout the IMAGE already has and the torch fast path computes
     in, so no copy is made on the way in and none on the way to the network."""
@@ -222,7 +260,7 @@ def upscale_video(
     n_frames, height, width, channels = frames.shape
     check_size(engine.info, height, width)
     multiple = pad_multiple(engine.info)
-    key = model_key or _engine_key(engine)
+    key = model_key or engine_key(engine)
     tiles, chunk = plan_video(
         engine,
         padded_size(height, multiple),
@@ -234,7 +272,7 @@ def upscale_video(
         free_memory,
     )
 
-    previous = state if _state_matches(state, key, height, width) else None
+    previous = state if state_matches(state, key, height, width) else None
 
     # Allocated outside inference mode, so downstream nodes may modify it in place.
     out_channels = 4 if channels == 4 else 3  # gray comes back as RGB, like the image runner
@@ -244,13 +282,11 @@ def upscale_video(
     native_shape = (height * scale, width * scale, out_channels) if output_size is not None else None
     run = _VideoRun(engine, tiles, halo, chunk, progress, check_interrupt, multiple, native_shape)
     with torch.inference_mode():
-        blended, thumb, last = run.frames(frames, out, previous, alpha, scene_cut_sensitivity, motion_adaptive, chunk)
-    if blended is None or thumb is None or last is None:  # check_images rejects an empty clip
+        new_state = run.frames(
+            frames, out, previous, (key, height, width), alpha, scene_cut_sensitivity, motion_adaptive, chunk
+        )
+    if new_state is None:  # check_images rejects an empty clip
         raise RuntimeError("ParagonSR2 video: no frame was upscaled")
-    seen = previous.frames_seen if previous is not None else 0
-    new_state = TemporalState(
-        signature=(key, height, width), blended=blended, last_thumb=thumb, last_frame=last, frames_seen=seen + n_frames
-    )
     return out, new_state
 
 
@@ -282,33 +318,22 @@ class _VideoRun:
         hooked = self.steps > 1 and (progress is not None or check_interrupt is not None)
         self.on_step = self._on_step if hooked else None
 
-    def frames(self, frames, out, previous, alpha, sensitivity, motion_adaptive, chunk):
-        """Blend and upscale every chunk, continuing ``previous`` (a TemporalState or None);
-        returns the last frame's blended frame, the recent scene-cut thumbnails and the last LR frame."""
-        prev_blend, prev_thumb, prev_frame = (
-            (None, None, None) if previous is None else (previous.blended, previous.last_thumb, previous.last_frame)
-        )
+    def frames(self, frames, out, state, signature, alpha, sensitivity, motion_adaptive, chunk):
+        """Blend and upscale every chunk, continuing ``state`` (a matching TemporalState or None);
+        returns the state after the last frame (None for no frames)."""
         n_frames = frames.shape[0]
         self.alpha = frames[..., 3] if frames.shape[-1] == 4 else None
         chunks = math.ceil(n_frames / chunk)
         self.total = chunks * len(self.tiles)
         self.report()  # the bar at 0 before the first chunk
         for index, start in enumerate(range(0, n_frames, chunk)):
-            raw = frames[start : min(n_frames, start + chunk)]
-            lr = _frames_to_rgb(raw)
-            thumbs = scene_cuts.thumbnails(lr)
-            restart = scene_cuts.detect_cuts(thumbs, prev_thumb, sensitivity)
-            weights = [0.0 if r else alpha for r in restart]
-            maps = None
-            if motion_adaptive and alpha > 0 and any(w > 0 for w in weights):
-                previous = prev_frame if prev_frame is not None else lr[:1]
-                maps = motion.motion_weights(lr, previous, alpha)
-            blended = blend_frames(lr, weights, maps, prev_blend)
+            lr = frames_to_rgb(frames[start : min(n_frames, start + chunk)])
+            blended, state = advance(
+                lr, state, signature=signature, alpha=alpha, sensitivity=sensitivity, motion_adaptive=motion_adaptive
+            )
             self._chunk(lr, blended, out, start, chunks - index)
-            prev_thumb = scene_cuts.recent_history(prev_thumb, thumbs)
-            prev_blend, prev_frame = blended[-1:].clone(), lr[-1:].clone()
-            del lr, blended, maps
-        return prev_blend, prev_thumb, prev_frame
+            del lr, blended
+        return state
 
     def _chunk(self, lr, blended, out, start, chunks_left):
         """Upscale one chunk tile by tile, redone after an out-of-memory shrink; a smaller tile

@@ -1,93 +1,80 @@
-"""Test-only ComfyUI custom nodes, loaded by tests/test_real_comfyui.py into the real server it
-starts (a link in its temporary custom_nodes folder); never part of the pack.
+"""Real ComfyUI servers for tests: one per installed ComfyUI version per test module.
 
-* ``ParagonSR2TestCurrentCoreUpscale``: an UPSCALE_MODEL consumer written to current core's
-  contract (Comfy-Org/ComfyUI master, "Upscale Image (using Model)"): it reads
-  ``upscale_model.patcher.load_device``, loads the patcher with ``load_models_gpu([patcher],
-  memory_required=..., force_full_load=True)``, moves the model with ``upscale_model.to(device)``
-  and runs it over tiles. ComfyUI 0.3.64's own node predates that contract.
-* ``GET /paragonsr2_test/loaded_models``: the models in ComfyUI's model manager right now.
-* ``ParagonSR2TestMetaBatch``: VideoHelperSuite's "Meta Batch Manager" as our Video Upscale node
-  sees it (type ``VHS_BatchManager``; one object per manager node, which ComfyUI reuses across
-  prompts; the prompt's ``requeue`` input counts the batches, 0 = a new run). The test queues
-  the batches itself, which is what VHS's frontend does.
+Which installs: ``COMFYUI_DIR`` (+ ``COMFYUI_PYTHON``, its interpreter) and/or
+``COMFYUI_SERVERS='DIR=PYTHON;DIR=PYTHON'``. Without any, every test that uses the fixture is
+skipped with the reason. ``.ci/comfyui.sh`` builds 0.3.64 and 0.33.0 from their snapshots and runs
+``-m comfyui`` once per version; ``install_params()`` (which ``server_fixture`` uses, and which a
+test that needs an install but no server can parametrise over) marks every param ``comfyui``.
+
+A test module gets servers like this::
+
+    from comfyui_probe import server_fixture
+
+    def _prepare(base):                      # runs before each server starts
+        save_model(..., base / "models" / "upscale_models" / "x.safetensors")
+        Image.fromarray(pixels).save(base / "input" / "lr.png")
+        return {"pixels": pixels}            # -> server.prepared
+
+    comfyui = server_fixture(prepare=_prepare)   # the fixture's name is the variable's
+
+    def test_something(comfyui):             # runs once per version: test_something[comfyui-0.33.0]
+        outputs = comfyui.run({"1": {"class_type": "LoadImage", "inputs": {"image": "lr.png"}}, ...})
+        saved = comfyui.image(outputs, "4")  # float64 HxWx3, 0..255 as SaveImage wrote it
+        if comfyui.at_least(0, 33): ...      # version-dependent expectations
+
+``ComfyServer`` (comfyui_probe.server; calls from comfyui_probe.client.ComfyClient):
+``url``, ``port``, ``base`` (its --base-directory), ``version``, ``at_least(*v)``, ``log_text()``,
+``prepared``; ``get(path)``, ``post(path, payload)``, ``object_info()``; ``queue(prompt)`` ->
+prompt id, ``wait(prompt_id)`` -> history entry, ``run(prompt)`` -> outputs (asserts success),
+``run_expecting_error(prompt)`` -> status messages; ``image``/``images``/``video_bytes``/
+``file_bytes`` fetch saved files through /view; ``loaded_models()`` and ``free_models()`` (the
+model manager, through the probe route); ``websocket(client_id)`` -> ``WebSocket.next_json``.
+``spec_type(spec)`` / ``combo_options(spec)`` read /object_info input specs (classic and V3
+spellings); ``ui_to_api(workflow, object_info)`` converts a UI-format workflow (a shortcut; the browser stage,
+tests/browser, uses the frontend's own conversion). ``server_pid(port)``, ``process_memory(pid,
+field)`` and ``reset_peak(pid)`` read a server's memory from /proc (comfyui_probe.memory).
+
+Each base directory's custom_nodes links this pack (as ``ComfyUI-ParagonSR2``) and
+``probe_nodes/``: test-only nodes and routes (a node written to current core's UPSCALE_MODEL
+contract, a stand-in for VideoHelperSuite's meta batch manager, ``GET
+/paragonsr2_test/loaded_models``). Never part of the pack; .comfyignore leaves tests/ out.
+
+Only the standard library, numpy, PIL and pytest are imported here (no comfy), so any test
+module can import this package.
 """
 
-import comfy.utils
-import torch
-from aiohttp import web
-from comfy import model_management
-from server import PromptServer
+from .client import RUN_TIMEOUT, WIDGET_TYPES, ComfyClient, WebSocket, combo_options, spec_type, ui_to_api
+from .memory import process_memory, reset_peak, server_pid
+from .server import (
+    PACK_FOLDER,
+    PACK_ROOT,
+    ComfyServer,
+    Install,
+    configured_installs,
+    install_params,
+    make_base,
+    server_fixture,
+    start_server,
+)
 
-
-class CurrentCoreUpscale:
-    CATEGORY = "testing/paragonsr2"
-    FUNCTION = "upscale"
-    RETURN_TYPES = ("IMAGE",)
-
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {"upscale_model": ("UPSCALE_MODEL",), "image": ("IMAGE",)}}
-
-    def upscale(self, upscale_model, image):
-        device = upscale_model.patcher.load_device
-        working = image.nelement() * image.element_size() * max(upscale_model.scale, 1) ** 2 * 64
-        model_management.load_models_gpu([upscale_model.patcher], memory_required=working, force_full_load=True)
-        upscale_model.to(device)
-        lr = image.movedim(-1, -3).to(device)
-        with torch.no_grad():
-            hr = comfy.utils.tiled_scale(
-                lr,
-                lambda tile: upscale_model(tile.float()),
-                tile_x=256,
-                tile_y=256,
-                overlap=32,
-                upscale_amount=upscale_model.scale,
-                output_device="cpu",
-            )
-        return (hr.clamp(0, 1).movedim(-3, -1),)
-
-
-class MetaBatchStandIn:
-    CATEGORY = "testing/paragonsr2"
-    FUNCTION = "update_batch"
-    RETURN_TYPES = ("VHS_BatchManager",)
-    RETURN_NAMES = ("meta_batch",)
-
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {"frames_per_batch": ("INT", {"default": 16, "min": 1})},
-            "optional": {"requeue": ("INT", {"default": 0, "min": 0})},
-            "hidden": {"prompt": "PROMPT", "unique_id": "UNIQUE_ID"},
-        }
-
-    def update_batch(self, frames_per_batch, requeue=0, prompt=None, unique_id=None):
-        self.frames_per_batch = frames_per_batch
-        self.unique_id = unique_id
-        return (self,)
-
-
-@PromptServer.instance.routes.get("/paragonsr2_test/loaded_models")
-async def loaded_models(request):
-    rows = []
-    for patcher in model_management.loaded_models():
-        module = patcher.model
-        weight = next(module.parameters(), None)
-        rows.append(
-            {
-                "class": type(module).__name__,
-                "patcher": type(patcher).__name__,
-                "load_device": str(patcher.load_device),
-                "weights_on": None if weight is None else str(weight.device),
-                "dtype": None if weight is None else str(weight.dtype),
-                "bytes": int(patcher.model_size()),
-            }
-        )
-    return web.json_response(rows)
-
-
-NODE_CLASS_MAPPINGS = {
-    "ParagonSR2TestCurrentCoreUpscale": CurrentCoreUpscale,
-    "ParagonSR2TestMetaBatch": MetaBatchStandIn,
-}
+__all__ = [
+    "PACK_FOLDER",
+    "PACK_ROOT",
+    "RUN_TIMEOUT",
+    "WIDGET_TYPES",
+    "ComfyClient",
+    "ComfyServer",
+    "Install",
+    "WebSocket",
+    "combo_options",
+    "configured_installs",
+    "install_params",
+    "make_base",
+    "process_memory",
+    "reset_peak",
+    "server_fixture",
+    "server_pid",
+    "spec_type",
+    "start_server",
+    "ui_to_api",
+]
