@@ -285,10 +285,17 @@ def create(
     choice, engine = choose(model, device, precision, video=video, models_dir=models_dir, managed_gpu=managed_gpu)
     logger.info("ParagonSR2 auto: %s %s x%s -> %s", model.variant, precision, model.scale, choice.describe())
     if engine is None:
-        if choice.backend in ("openvino", "tensorrt"):
-            options["models_dir"] = models_dir
-        engine = make_engine(choice.backend, model, choice.device, precision, video=video, **options)
+        engine = engine_of(choice, model, precision, video=video, models_dir=models_dir, **options)
     return engine, choice
+
+
+def engine_of(
+    choice: Choice, model: ParagonSR2, precision: str, *, video: bool, models_dir: str | Path | None, **options
+) -> Engine:
+    """The engine a choice names (backends that cache on disk get ``models_dir``)."""
+    if choice.backend in ("openvino", "tensorrt"):
+        options["models_dir"] = models_dir
+    return make_engine(choice.backend, model, choice.device, precision, video=video, **options)
 
 
 def faster_cpu_engine(
@@ -312,8 +319,7 @@ def faster_cpu_engine(
             return None
         logger.info("ParagonSR2: %s x%s on the CPU runs on %s", model.variant, model.scale, choice.describe())
         if engine is None:
-            options = {"models_dir": models_dir} if choice.backend == "openvino" else {}
-            engine = make_engine(choice.backend, model, "cpu", precision, video=video, **options)
+            engine = engine_of(choice, model, precision, video=video, models_dir=models_dir)
         return engine
     except Exception as exc:
         logger.warning("ParagonSR2: choosing a faster CPU engine failed (%s); using torch", exc)
